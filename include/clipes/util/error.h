@@ -1,0 +1,23 @@
+// clipes::Error — the one exception type the library throws for bad input.
+//
+// The message is a single line that names the offending file (or option) and
+// the problem, e.g. "model.pt: tensor visual.proj has shape [64] (expected 2-D)".
+// The CLI prints it verbatim and exits with code 2; batch commands record it
+// per image and go on.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace clipes {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// "path: problem" — keeps every message in the same shape.
+inline Error file_error(const std::string& path, const std::string& problem) {
+  return Error(path + ": " + problem);
+}
+
+}  // namespace clipes

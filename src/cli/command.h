@@ -1,0 +1,37 @@
+// The CLI's plumbing: each command lives in its own cmd_<name>.cpp and
+// registers itself here; main.cpp only parses and dispatches.
+//
+// Commands stay thin: parse options, call the library, print. Library code
+// never prints (it throws clipes::Error or returns results).
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace clipes::cli {
+
+struct Command {
+  std::string name;
+  std::string description;
+  // Adds the subcommand's options to `sub` and returns the function to run
+  // once parsing succeeded. Its return value is the exit code.
+  std::function<std::function<int()>(CLI::App& sub)> setup;
+};
+
+// Called from a static initialiser in each cmd_<name>.cpp.
+bool register_command(Command command);
+const std::vector<Command>& registered_commands();
+
+// Options shared by every command that runs the network.
+struct RuntimeOptions {
+  std::string device = "cpu";     // cpu, cuda, cuda:1, ...
+  std::string precision = "fp32"; // fp32 | bf16 | fp16 (fp16 only on CUDA)
+  int threads = 0;                // 0 = one per core
+};
+void add_runtime_options(CLI::App& sub, RuntimeOptions& options);
+// Applies --threads (LibTorch defaults to 1 thread in some builds).
+void apply_runtime_options(const RuntimeOptions& options);
+
+}  // namespace clipes::cli
