@@ -1,0 +1,78 @@
+// BatchRunner — runs one function over many images, the way `generate` needs:
+//   * a decode thread and a write thread overlap with compute (bounded queues,
+//     so memory stays bounded whatever the dataset size);
+//   * one failing image (unreadable, corrupt, no labels, ...) is recorded in
+//     OUT/failures.jsonl with its reason and the run goes on;
+//   * resume: images whose outputs are complete are skipped;
+//   * --shard i/N: a deterministic split by a hash of the image id, so it does
+//     not depend on list order and is stable under resume;
+//   * progress is reported through a callback (the library never prints).
+#pragma once
+#include <opencv2/core.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace clipes {
+
+struct BatchJob {
+  std::string id;          // image id, used for output names (already validated)
+  std::string image_path;  // file to decode
+};
+
+struct ShardSpec {
+  int index = 0;  // 0-based
+  int count = 1;
+  // Parses "i/N" (0 <= i < N); throws clipes::Error on anything else.
+  static ShardSpec parse(const std::string& text);
+  bool contains(const std::string& id) const;
+};
+
+struct BatchOptions {
+  std::string out_dir;
+  ShardSpec shard;
+  int64_t limit = -1;       // at most this many images (after sharding), -1 = all
+  bool resume = true;       // skip images whose outputs are complete
+  size_t queue_depth = 2;   // decoded images / pending writes in flight
+};
+
+struct BatchProgress {
+  int64_t done = 0;      // processed in this run (ok + failed)
+  int64_t total = 0;     // to process in this run (after shard, limit, resume)
+  int64_t failed = 0;
+  int64_t skipped = 0;   // already complete (resume)
+  double elapsed_s = 0;
+};
+
+struct BatchSummary {
+  int64_t selected = 0;  // in this shard (after limit)
+  int64_t processed = 0;
+  int64_t failed = 0;
+  int64_t skipped = 0;
+  double wall_s = 0;
+  double decode_s = 0, compute_s = 0, write_s = 0;  // summed per stage
+};
+
+struct BatchCallbacks {
+  // True when all outputs of this job exist (resume).
+  std::function<bool(const BatchJob&)> is_complete;
+  // Decodes the image (may throw clipes::Error). Runs on the decode thread.
+  std::function<cv::Mat(const BatchJob&)> decode;
+  // Heavy work on the calling thread; returns the closure that writes the
+  // outputs, which runs on the write thread. May throw clipes::Error.
+  std::function<std::function<void()>(size_t job_index, const BatchJob&, const cv::Mat& image)> compute;
+  // Called after each image (optional).
+  std::function<void(const BatchProgress&)> progress;
+};
+
+// Runs the jobs. Writes OUT/failures.jsonl (one JSON object per failed image:
+// id, image, stage, reason). Throws only for fatal problems (cannot create OUT).
+BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& options,
+                       const BatchCallbacks& callbacks);
+
+// The jobs of `jobs` that fall into `shard` (stable order).
+std::vector<size_t> select_shard(const std::vector<BatchJob>& jobs, const ShardSpec& shard);
+
+}  // namespace clipes
