@@ -1,0 +1,86 @@
+// ClipModel — OpenAI CLIP (ViT image tower + text transformer) as our own
+// torch::nn modules, built from a canonical tensor map (model/checkpoint.h).
+//
+// Not a TorchScript forward: CLIP-ES needs to stop before the last block, take
+// gradients at that block's ln_1 output, and read attention maps, so the
+// vision tower is exposed piece by piece (embed_image → run_blocks →
+// vision_block_ln1 / forward_after_ln1 → vision_ln_post → vision_project).
+#pragma once
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clipes/model/clip_config.h"
+#include "clipes/model/residual_attention_block.h"
+
+namespace clipes {
+
+enum class Precision { FP32, BF16, FP16 };
+// "fp32" | "bf16" | "fp16" → Precision; throws clipes::Error otherwise.
+Precision parse_precision(const std::string& text);
+at::ScalarType precision_dtype(Precision p);
+
+struct ModelOptions {
+  Precision precision = Precision::FP32;
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:1"
+  bool trainable = false;      // keep requires_grad on the weights (training)
+};
+
+class VisionTransformer;
+class TextTransformer;
+
+class ClipModel : public torch::nn::Module {
+ public:
+  // Builds the model from canonical tensors (any dtype); weights are converted
+  // once to the compute dtype (LayerNorms stay float32) and moved to the device.
+  ClipModel(const TensorMap& tensors, const ClipConfig& config, const ModelOptions& options = {});
+
+  // Loads any supported checkpoint file (model/checkpoint.h).
+  static std::shared_ptr<ClipModel> load(const std::string& path, const ModelOptions& options = {});
+
+  const ClipConfig& config() const { return config_; }
+  at::Device device() const { return device_; }
+  at::ScalarType dtype() const { return dtype_; }
+  int patch_size() const { return config_.vision.patch_size; }
+  int num_vision_layers() const { return config_.vision.layers; }
+  int64_t context_length() const { return config_.text.context_length; }
+  double logit_scale_exp() const;
+
+  // Standard CLIP image embedding (CLS token): [B,3,H,W] → [B,E].
+  at::Tensor encode_image(const at::Tensor& images) const;
+  // Text embedding at the EOT token (largest id): [N,ctx] int64 → [N,E]. Not normalised.
+  at::Tensor encode_text(const at::Tensor& tokens) const;
+
+  // --- the vision tower piece by piece (spec §5) ---
+  // conv1 → [CLS; patches] + position embedding resized to the h×w grid → ln_pre.
+  // round_pos_to_fp16: the CLIP-ES reference stores its resized position
+  // embedding as half precision even when it runs in fp32 (spec §3.5 parity).
+  at::Tensor embed_image(const at::Tensor& images, bool round_pos_to_fp16 = false) const;
+  // Runs blocks [begin, end); appends the head-averaged attention [B,L,L] of
+  // every block whose index >= keep_attn_from to *attn (if given).
+  at::Tensor run_blocks(const at::Tensor& x, int begin, int end, std::vector<at::Tensor>* attn = nullptr,
+                        int keep_attn_from = 0) const;
+  at::Tensor vision_block_ln1(int block, const at::Tensor& x) const;
+  at::Tensor forward_after_ln1(int block, const at::Tensor& x, const at::Tensor& ln1_out,
+                               at::Tensor* head_avg_attn = nullptr) const;
+  at::Tensor vision_ln_post(const at::Tensor& x) const;
+  at::Tensor vision_project(const at::Tensor& x) const;
+
+  // The position embedding [1+h*w, D] for an h×w grid (spec §3.5).
+  at::Tensor position_embedding(int64_t grid_h, int64_t grid_w) const;
+
+  // Canonical (OpenAI-named) weights, e.g. to save a trained model.
+  TensorMap state() const;
+
+ private:
+  ClipConfig config_;
+  at::Device device_;
+  at::ScalarType dtype_;
+  std::shared_ptr<VisionTransformer> visual_;
+  std::shared_ptr<TextTransformer> text_;
+  at::Tensor logit_scale_;
+};
+
+}  // namespace clipes

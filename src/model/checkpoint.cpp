@@ -1,0 +1,259 @@
+#include "clipes/model/checkpoint.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/import.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "clipes/model/safetensors.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+namespace {
+
+// LibTorch errors carry multi-line backtraces; keep the first line.
+std::string first_line(const std::string& s) {
+  std::string line = s.substr(0, s.find('\n'));
+  return line.size() > 200 ? line.substr(0, 200) + "..." : line;
+}
+
+// Scalars stored next to the weights in OpenAI's archives; not weights.
+bool is_openai_non_weight(const std::string& name) {
+  return name == "input_resolution" || name == "context_length" || name == "vocab_size" ||
+         name.find("attn_mask") != std::string::npos;
+}
+
+TensorMap load_torchscript(const std::string& path) {
+  torch::jit::Module module = torch::jit::load(path, torch::kCPU);
+  TensorMap out;
+  for (const auto& p : module.named_parameters(true)) out[p.name] = p.value.detach();
+  for (const auto& b : module.named_buffers(true))
+    if (!is_openai_non_weight(b.name)) out[b.name] = b.value.detach();
+  return out;
+}
+
+void collect_tensors(const c10::IValue& value, const std::string& prefix, TensorMap& out) {
+  if (!value.isGenericDict()) return;
+  for (const auto& entry : value.toGenericDict()) {
+    if (!entry.key().isString()) continue;
+    const std::string key = prefix + entry.key().toStringRef();
+    if (entry.value().isTensor()) out[key] = entry.value().toTensor().detach();
+  }
+}
+
+TensorMap load_state_dict(const std::string& path, const std::string& bytes) {
+  const c10::IValue root = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  if (!root.isGenericDict()) throw file_error(path, "torch.save file does not hold a dict of tensors");
+  c10::IValue dict = root;
+  // OpenCLIP training checkpoints keep the weights under "state_dict".
+  for (const auto& entry : root.toGenericDict())
+    if (entry.key().isString() && (entry.key().toStringRef() == "state_dict" || entry.key().toStringRef() == "model") &&
+        entry.value().isGenericDict())
+      dict = entry.value();
+  TensorMap raw;
+  collect_tensors(dict, "", raw);
+  TensorMap out;
+  for (auto& [name, t] : raw) out[name.rfind("module.", 0) == 0 ? name.substr(7) : name] = t;
+  return out;
+}
+
+bool is_zip(const std::string& bytes) { return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0; }
+
+}  // namespace
+
+std::string to_string(CheckpointFormat format) {
+  switch (format) {
+    case CheckpointFormat::OpenAITorchScript: return "OpenAI TorchScript archive";
+    case CheckpointFormat::StateDict: return "torch.save state dict (OpenCLIP)";
+    case CheckpointFormat::HuggingFaceSafetensors: return "Hugging Face safetensors";
+  }
+  return "unknown";
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw file_error(path, "no such file");
+  if (fs::is_directory(path, ec)) throw file_error(path, "is a folder, expected a checkpoint file");
+  if (fs::file_size(path, ec) == 0) throw file_error(path, "empty file");
+
+  Checkpoint ckpt;
+  ckpt.path = path;
+  const std::string bytes = read_file(path);
+  TensorMap tensors;
+  try {
+    if (is_zip(bytes)) {
+      // Both TorchScript archives and torch.save files are zips; only
+      // TorchScript ones carry constants.pkl (and code/).
+      caffe2::serialize::PyTorchStreamReader reader(
+          std::make_unique<caffe2::serialize::IStreamAdapter>(new std::istringstream(bytes)));
+      if (reader.hasRecord("constants.pkl")) {
+        ckpt.format = CheckpointFormat::OpenAITorchScript;
+        tensors = load_torchscript(path);
+      } else {
+        ckpt.format = CheckpointFormat::StateDict;
+        tensors = load_state_dict(path, bytes);
+      }
+    } else if (looks_like_safetensors(bytes)) {
+      ckpt.format = CheckpointFormat::HuggingFaceSafetensors;
+      const TensorMap hf = parse_safetensors(bytes, path);
+      tensors = hf.count("vision_model.embeddings.patch_embedding.weight") ? canonical_from_hf(hf, path) : hf;
+    } else if (bytes.size() > 2 && static_cast<unsigned char>(bytes[0]) == 0x80) {
+      throw file_error(path, "legacy (pre-1.6) torch.save format; re-save it with torch.save in a current PyTorch");
+    } else {
+      throw file_error(path, "not a CLIP checkpoint (neither a TorchScript/torch.save zip nor safetensors)");
+    }
+  } catch (const c10::Error& e) {
+    throw file_error(path, "corrupt or truncated checkpoint (" + first_line(e.what_without_backtrace()) + ")");
+  }
+  const ClipConfig config = ClipConfig::infer(tensors, path);  // validates names and shapes
+  // Keep exactly the weights the model uses; report the bulk dtype.
+  TensorMap kept;
+  for (const auto& [name, _] : config.expected_shapes()) kept[name] = tensors.at(name);
+  ckpt.tensors = std::move(kept);
+  ckpt.storage_dtype = c10::toString(ckpt.tensors.at("visual.conv1.weight").scalar_type());
+  return ckpt;
+}
+
+// --- Hugging Face names ------------------------------------------------------------
+
+namespace {
+struct BlockNames {
+  const char* canonical;
+  const char* hf;
+};
+constexpr BlockNames kBlockNames[] = {
+    {"ln_1.weight", "layer_norm1.weight"},          {"ln_1.bias", "layer_norm1.bias"},
+    {"ln_2.weight", "layer_norm2.weight"},          {"ln_2.bias", "layer_norm2.bias"},
+    {"attn.out_proj.weight", "self_attn.out_proj.weight"}, {"attn.out_proj.bias", "self_attn.out_proj.bias"},
+    {"mlp.c_fc.weight", "mlp.fc1.weight"},          {"mlp.c_fc.bias", "mlp.fc1.bias"},
+    {"mlp.c_proj.weight", "mlp.fc2.weight"},        {"mlp.c_proj.bias", "mlp.fc2.bias"},
+};
+constexpr BlockNames kTopNames[] = {
+    {"visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight"},
+    {"visual.class_embedding", "vision_model.embeddings.class_embedding"},
+    {"visual.positional_embedding", "vision_model.embeddings.position_embedding.weight"},
+    {"visual.ln_pre.weight", "vision_model.pre_layrnorm.weight"},
+    {"visual.ln_pre.bias", "vision_model.pre_layrnorm.bias"},
+    {"visual.ln_post.weight", "vision_model.post_layernorm.weight"},
+    {"visual.ln_post.bias", "vision_model.post_layernorm.bias"},
+    {"token_embedding.weight", "text_model.embeddings.token_embedding.weight"},
+    {"positional_embedding", "text_model.embeddings.position_embedding.weight"},
+    {"ln_final.weight", "text_model.final_layer_norm.weight"},
+    {"ln_final.bias", "text_model.final_layer_norm.bias"},
+    {"logit_scale", "logit_scale"},
+};
+// (canonical block prefix, HF layer prefix)
+std::vector<std::pair<std::string, std::string>> tower_prefixes() {
+  return {{"visual.transformer.resblocks.", "vision_model.encoder.layers."},
+          {"transformer.resblocks.", "text_model.encoder.layers."}};
+}
+int count_layers(const TensorMap& t, const std::string& prefix) {
+  int n = 0;
+  while (t.count(prefix + std::to_string(n) + ".self_attn.q_proj.weight") ||
+         t.count(prefix + std::to_string(n) + ".attn.in_proj_weight"))
+    ++n;
+  return n;
+}
+}  // namespace
+
+TensorMap canonical_from_hf(const TensorMap& hf, const std::string& path) {
+  auto get = [&](const std::string& name) -> const at::Tensor& {
+    auto it = hf.find(name);
+    if (it == hf.end()) throw file_error(path, "missing tensor " + name);
+    return it->second;
+  };
+  TensorMap out;
+  for (const auto& n : kTopNames) out[n.canonical] = get(n.hf);
+  out["visual.proj"] = get("visual_projection.weight").t().contiguous();
+  out["text_projection"] = get("text_projection.weight").t().contiguous();
+  for (const auto& [canon, hfp] : tower_prefixes()) {
+    const int layers = count_layers(hf, hfp);
+    for (int i = 0; i < layers; ++i) {
+      const std::string c = canon + std::to_string(i) + ".", h = hfp + std::to_string(i) + ".";
+      for (const auto& n : kBlockNames) out[c + n.canonical] = get(h + n.hf);
+      out[c + "attn.in_proj_weight"] = torch::cat(
+          {get(h + "self_attn.q_proj.weight"), get(h + "self_attn.k_proj.weight"), get(h + "self_attn.v_proj.weight")});
+      out[c + "attn.in_proj_bias"] = torch::cat(
+          {get(h + "self_attn.q_proj.bias"), get(h + "self_attn.k_proj.bias"), get(h + "self_attn.v_proj.bias")});
+    }
+  }
+  return out;
+}
+
+TensorMap hf_from_canonical(const TensorMap& t) {
+  TensorMap out;
+  for (const auto& n : kTopNames) out[n.hf] = t.at(n.canonical);
+  out["visual_projection.weight"] = t.at("visual.proj").t().contiguous();
+  out["text_projection.weight"] = t.at("text_projection").t().contiguous();
+  for (const auto& [canon, hfp] : tower_prefixes()) {
+    const int layers = count_layers(t, canon);
+    for (int i = 0; i < layers; ++i) {
+      const std::string c = canon + std::to_string(i) + ".", h = hfp + std::to_string(i) + ".";
+      for (const auto& n : kBlockNames) out[h + n.hf] = t.at(c + n.canonical);
+      const auto w = t.at(c + "attn.in_proj_weight").chunk(3, 0);
+      const auto b = t.at(c + "attn.in_proj_bias").chunk(3, 0);
+      const char* names[] = {"q_proj", "k_proj", "v_proj"};
+      for (int k = 0; k < 3; ++k) {
+        out[h + "self_attn." + names[k] + ".weight"] = w[k].contiguous();
+        out[h + "self_attn." + names[k] + ".bias"] = b[k].contiguous();
+      }
+    }
+  }
+  return out;
+}
+
+void save_state_dict(const std::string& path, const TensorMap& canonical, StateDictLayout layout) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, t] : canonical)
+    dict.insert((layout.module_prefix ? "module." : "") + name, t.detach().to(at::kCPU).contiguous());
+  std::vector<char> bytes;
+  if (layout.nested) {
+    c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
+    root.insert(c10::IValue(std::string("state_dict")), c10::IValue(dict));
+    root.insert(c10::IValue(std::string("epoch")), c10::IValue(int64_t{1}));
+    bytes = torch::pickle_save(root);
+  } else {
+    bytes = torch::pickle_save(dict);
+  }
+  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+void save_hf_safetensors(const std::string& path, const TensorMap& canonical) {
+  write_safetensors(path, hf_from_canonical(canonical));
+}
+
+void save_openai_torchscript(const std::string& path, const TensorMap& canonical, const ClipConfig& config) {
+  torch::jit::Module root("__torch__.model.CLIP");
+  // Create the nested submodules of "a.b.c.weight" on demand.
+  std::map<std::string, torch::jit::Module> modules;
+  std::function<torch::jit::Module(const std::string&)> module_at = [&](const std::string& dotted) {
+    if (dotted.empty()) return root;
+    auto it = modules.find(dotted);
+    if (it != modules.end()) return it->second;
+    const size_t dot = dotted.rfind('.');
+    torch::jit::Module parent = module_at(dot == std::string::npos ? "" : dotted.substr(0, dot));
+    torch::jit::Module child("__torch__.model.Module");
+    parent.register_module(dot == std::string::npos ? dotted : dotted.substr(dot + 1), child);
+    modules.emplace(dotted, child);
+    return child;
+  };
+  for (const auto& [name, t] : canonical) {
+    const size_t dot = name.rfind('.');
+    torch::jit::Module m = module_at(dot == std::string::npos ? "" : name.substr(0, dot));
+    m.register_parameter(dot == std::string::npos ? name : name.substr(dot + 1), t.detach().to(at::kCPU).contiguous(),
+                         false);
+  }
+  root.register_buffer("input_resolution", torch::tensor(int64_t{config.image_size()}));
+  root.register_buffer("context_length", torch::tensor(int64_t{config.text.context_length}));
+  root.register_buffer("vocab_size", torch::tensor(int64_t{config.text.vocab_size}));
+  std::ostringstream out;
+  root.save(out);
+  write_file_atomic(path, out.str());
+}
+
+}  // namespace clipes

@@ -1,0 +1,109 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clipes/io/npy.h"
+#include "clipes/model/checkpoint.h"
+#include "clipes/model/clip_model.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+#include "test_support.h"
+
+using namespace clipes;
+
+namespace {
+
+std::shared_ptr<ClipModel> tiny_model(Precision p = Precision::FP32) {
+  static std::map<int, std::shared_ptr<ClipModel>> cache;
+  auto& m = cache[static_cast<int>(p)];
+  if (!m) m = ClipModel::load(test::tiny_clip_path(), {p, "cpu", false});
+  return m;
+}
+
+// [SOT] + ids + [EOT], zero-padded to 77, from the official ids in tokens.json.
+at::Tensor fixture_tokens(const std::vector<std::string>& texts) {
+  const auto j = nlohmann::json::parse(read_file(test::shared("fixtures/clip/tokens.json")));
+  at::Tensor out = torch::zeros({static_cast<int64_t>(texts.size()), 77}, torch::kLong);
+  for (size_t r = 0; r < texts.size(); ++r) {
+    std::vector<int64_t> ids = {49406};
+    for (int64_t id : j.at(texts[r])) ids.push_back(id);
+    ids.push_back(49407);
+    for (size_t c = 0; c < ids.size(); ++c) out[r][c] = ids[c];
+  }
+  return out;
+}
+
+double rel_max_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(torch::kFloat) - b.to(torch::kFloat)).abs().max().item<double>() /
+         b.to(torch::kFloat).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(ClipModel, InfersTheFixtureArchitectureFromShapes) {
+  const ClipConfig& c = tiny_model()->config();
+  EXPECT_EQ(c.vision.width, 128);
+  EXPECT_EQ(c.vision.layers, 10);
+  EXPECT_EQ(c.vision.heads, 2);
+  EXPECT_EQ(c.vision.patch_size, 16);
+  EXPECT_EQ(c.vision.grid, 14);
+  EXPECT_EQ(c.text.width, 64);
+  EXPECT_EQ(c.text.layers, 2);
+  EXPECT_EQ(c.text.heads, 1);
+  EXPECT_EQ(c.text.context_length, 77);
+  EXPECT_EQ(c.text.vocab_size, 49408);
+  EXPECT_EQ(c.embed_dim, 64);
+  EXPECT_NEAR(tiny_model()->logit_scale_exp(), 100.0, 1e-3);
+}
+
+TEST(ClipModel, TextFeaturesMatchTheReference) {
+  const at::Tensor expected = read_npy(test::shared("fixtures/tiny-clip/reference/text_features.npy"));
+  const at::Tensor tokens =
+      fixture_tokens({"a clean origami dog.", "a clean origami person with clothes,people,human."});
+  torch::NoGradGuard no_grad;
+  const at::Tensor got = tiny_model()->encode_text(tokens);
+  const double d = rel_max_diff(got, expected.slice(0, 0, 2));
+  std::cout << "[ measured ] text features max |d| / max |value| = " << d << "\n";
+  EXPECT_LE(d, 1e-4);
+}
+
+TEST(ClipModel, ImageFeaturesMatchTheReference) {
+  const at::Tensor expected = read_npy(test::shared("fixtures/tiny-clip/reference/image_features_224.npy"));
+  const at::Tensor batch = torch::stack(
+      {read_npy(test::shared("fixtures/tiny-clip/reference/input_224_000000005001.npy")),
+       read_npy(test::shared("fixtures/tiny-clip/reference/input_224_000000020992.npy"))});
+  torch::NoGradGuard no_grad;
+  const at::Tensor got = tiny_model()->encode_image(batch);
+  const double d = rel_max_diff(got, expected);
+  std::cout << "[ measured ] image features max |d| / max |value| = " << d << "\n";
+  EXPECT_LE(d, 1e-4);
+}
+
+TEST(ClipModel, PositionEmbeddingIsIdentityOnTheNativeGridAndBilinearElsewhere) {
+  auto m = tiny_model();
+  const at::Tensor native = m->position_embedding(14, 14);
+  const TensorMap state = m->state();
+  const at::Tensor pos = state.at("visual.positional_embedding");
+  EXPECT_TRUE(torch::equal(native, pos));
+  const at::Tensor other = m->position_embedding(20, 31);
+  ASSERT_EQ(other.size(0), 1 + 20 * 31);
+  const at::Tensor grid = pos.slice(0, 1).t().reshape({1, 128, 14, 14});
+  const at::Tensor direct =
+      at::upsample_bilinear2d(grid, {20, 31}, false).reshape({128, 20 * 31}).t();
+  EXPECT_TRUE(torch::allclose(other.slice(0, 1), direct));
+  EXPECT_TRUE(torch::equal(other[0], pos[0]));
+}
+
+TEST(ClipModel, Bf16RunsCloseToFp32) {
+  const at::Tensor batch =
+      read_npy(test::shared("fixtures/tiny-clip/reference/input_224_000000005001.npy")).unsqueeze(0);
+  torch::NoGradGuard no_grad;
+  const at::Tensor a = tiny_model()->encode_image(batch);
+  const at::Tensor b = tiny_model(Precision::BF16)->encode_image(batch).to(torch::kFloat);
+  const double cos = torch::cosine_similarity(a, b).item<double>();
+  EXPECT_GT(cos, 0.99);
+}
+
+TEST(ClipModel, Fp16IsRefusedOnCpu) {
+  EXPECT_THROW(ClipModel::load(test::tiny_clip_path(), {Precision::FP16, "cpu", false}), Error);
+}
