@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PACKAGES=(
   g++ cmake make pkg-config
   libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
-  libgtest-dev libpcre2-dev zlib1g-dev libpng-dev libopenblas0-pthread
+  libgtest-dev libpcre2-dev libxml2-dev zlib1g-dev libpng-dev libopenblas0-pthread
+  libpugixml-dev libzip-dev libssl-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
