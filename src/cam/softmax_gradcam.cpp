@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+
 #include "clipes/model/clip_model.h"
 #include "clipes/util/error.h"
 
@@ -31,13 +33,22 @@ GradCamResult SoftmaxGradCam::compute(const at::Tensor& image, const at::Tensor&
   result.grid_h = static_cast<int>(image.size(1) / patch);
   result.grid_w = static_cast<int>(image.size(2) / patch);
 
+  using Clock = std::chrono::steady_clock;
+  auto elapsed_ms = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  auto t0 = Clock::now();
   // Blocks 1..L-1 once, no graph (spec §5: never rerun the trunk per class).
   at::Tensor x_before_last;
   {
     torch::NoGradGuard no_grad;
-    at::Tensor x = model_.embed_image(image.unsqueeze(0).to(model_.device(), model_.dtype()));
+    at::Tensor x = model_.embed_image(image.unsqueeze(0).to(model_.device(), model_.dtype()),
+                                      options_.round_pos_to_fp16);
     x_before_last = model_.run_blocks(x, 0, layers - 1, &result.attention, affinity_from);
   }
+
+  result.trunk_ms = elapsed_ms(t0);
+  t0 = Clock::now();
 
   // The last block with a graph from its ln_1 output A, the GradCAM activations.
   torch::AutoGradMode grad_mode(true);
@@ -72,6 +83,7 @@ GradCamResult SoftmaxGradCam::compute(const at::Tensor& image, const at::Tensor&
     cams.push_back(cam.view({result.grid_h, result.grid_w}));
   }
   result.cams = num_labels ? torch::stack(cams) : torch::zeros({0, result.grid_h, result.grid_w}, a.options());
+  result.last_block_ms = elapsed_ms(t0);
   return result;
 }
 

@@ -23,6 +23,8 @@ struct SoftmaxGradCamOptions {
   int affinity_blocks = 8;
   // false: plain GradCAM on the logits (ablation only; spec §5 uses the softmax).
   bool use_softmax = true;
+  // Round the resized position embedding to fp16 as the reference does (spec §3.5).
+  bool round_pos_to_fp16 = true;
 };
 
 struct GradCamResult {
@@ -30,6 +32,8 @@ struct GradCamResult {
   std::vector<at::Tensor> attention;     // head-averaged [L, L] maps of the affinity blocks
   at::Tensor probabilities;              // [K + M] softmax over labels + background words
   int grid_h = 0, grid_w = 0;
+  double trunk_ms = 0;       // embedding + blocks 1..L-1
+  double last_block_ms = 0;  // block L forward, pooling, K gradients
 };
 
 class SoftmaxGradCam {

@@ -1,0 +1,104 @@
+#include "clipes/text/text_features.h"
+
+#include <torch/torch.h>
+
+#include "clipes/model/clip_model.h"
+#include "clipes/text/bpe_tokenizer.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+namespace {
+
+at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, -1, /*keepdim=*/true); }
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\n\r");
+  if (begin == std::string::npos) return {};
+  return s.substr(begin, s.find_last_not_of(" \t\n\r") - begin + 1);
+}
+
+}  // namespace
+
+SynonymMode parse_synonym_mode(const std::string& text) {
+  if (text == "joint") return SynonymMode::Joint;
+  if (text == "average") return SynonymMode::Average;
+  throw Error("--synonyms: expected joint or average, got '" + text + "'");
+}
+
+std::string fill_template(const std::string& templ, const std::string& class_text) {
+  const auto first = templ.find("{}");
+  if (first == std::string::npos) throw Error("template '" + templ + "' has no {} placeholder");
+  std::string out;
+  size_t pos = 0;
+  for (size_t at = first; at != std::string::npos; at = templ.find("{}", pos)) {
+    out += templ.substr(pos, at - pos) + class_text;
+    pos = at + 2;
+  }
+  return out + templ.substr(pos);
+}
+
+std::vector<std::string> split_synonyms(const std::string& class_string) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= class_string.size()) {
+    size_t comma = class_string.find(',', pos);
+    if (comma == std::string::npos) comma = class_string.size();
+    std::string piece = trim(class_string.substr(pos, comma - pos));
+    if (!piece.empty()) out.push_back(piece);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+TextEncoder::TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer)
+    : model_(model), tokenizer_(tokenizer) {}
+
+at::Tensor TextEncoder::encode_prompts(const std::vector<std::string>& prompts) const {
+  const int64_t context = model_.context_length();
+  std::vector<int64_t> ids;
+  ids.reserve(prompts.size() * context);
+  for (const auto& p : prompts) {
+    std::vector<int64_t> row = tokenizer_.encode_for_model(p, static_cast<int>(context));
+    ids.insert(ids.end(), row.begin(), row.end());
+  }
+  at::Tensor tokens = torch::tensor(ids, torch::kLong).view({static_cast<int64_t>(prompts.size()), context});
+  torch::NoGradGuard no_grad;
+  return model_.encode_text(tokens.to(model_.device())).to(torch::kFloat);
+}
+
+at::Tensor TextEncoder::encode_classes(const std::vector<std::string>& class_strings,
+                                       const std::vector<std::string>& templates,
+                                       SynonymMode synonyms) const {
+  if (templates.empty()) throw Error("no prompt templates given");
+  // Every prompt of every class in one batch; remember which rows belong to
+  // which class so the averaging below stays a cheap segmented mean.
+  std::vector<std::string> prompts;
+  std::vector<std::vector<int64_t>> rows_of_class(class_strings.size());
+  for (size_t c = 0; c < class_strings.size(); ++c) {
+    std::vector<std::string> names = synonyms == SynonymMode::Joint
+                                         ? std::vector<std::string>{class_strings[c]}
+                                         : split_synonyms(class_strings[c]);
+    if (names.empty()) throw Error("empty class name at index " + std::to_string(c));
+    // Paper mode (spec §4): each synonym is its own class text; its template
+    // average is normalised, then the synonyms are averaged and normalised.
+    for (const auto& name : names)
+      for (const auto& t : templates) {
+        rows_of_class[c].push_back(static_cast<int64_t>(prompts.size()));
+        prompts.push_back(fill_template(t, name));
+      }
+  }
+  if (prompts.empty()) return torch::zeros({0, 0});
+  const at::Tensor features = l2_normalize(encode_prompts(prompts));
+  const int64_t per_name = static_cast<int64_t>(templates.size());
+  std::vector<at::Tensor> out;
+  out.reserve(class_strings.size());
+  for (const auto& rows : rows_of_class) {
+    at::Tensor f = features.index_select(0, torch::tensor(rows, torch::kLong).to(features.device()));
+    // [names * templates, E] → per-name template mean, normalised → mean over names.
+    at::Tensor per_synonym = l2_normalize(f.view({-1, per_name, f.size(1)}).mean(1));
+    out.push_back(l2_normalize(per_synonym.mean(0)));
+  }
+  return torch::stack(out);
+}
+
+}  // namespace clipes
