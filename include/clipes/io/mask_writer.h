@@ -1,0 +1,36 @@
+// The per-image outputs of `generate` under OUT (spec §7):
+//   OUT/masks/<stem>.png        indexed PNG, VOC palette, class ids (255 ignore)
+//   OUT/confidence/<stem>.png   8-bit grey, round(255·confidence)
+//   OUT/cams/<stem>_cam.npy     float16 [K, H0, W0] unrefined CAMs   (--save-cams)
+//   OUT/cams/<stem>_refined.npy float16 [K, H0, W0] refined CAMs     (--save-cams)
+//   OUT/cams/<stem>_keys.npy    int64 [K] class indices (0-based)    (--save-cams)
+// The .npy layout is the reference's (fixtures/parity/coco6/expected).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clipes/cam/pseudo_mask.h"
+
+namespace at { class Tensor; }
+
+namespace clipes {
+
+struct MaskOutputPaths {
+  std::string mask, confidence, cam, refined, keys;
+  static MaskOutputPaths for_stem(const std::string& out_dir, const std::string& stem);
+};
+
+struct MaskWriteOptions { bool save_cams = false; };
+
+// Every file is written atomically and the mask PNG LAST, so "mask exists"
+// means "this image is complete" (what resume relies on). cams/refined may be
+// null unless options.save_cams; they may live on any device.
+void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, const at::Tensor* cams,
+                        const at::Tensor* refined, const std::vector<int64_t>& class_indices,
+                        const MaskWriteOptions& options);
+
+// True when every file these options produce exists.
+bool mask_outputs_complete(const MaskOutputPaths& paths, const MaskWriteOptions& options);
+
+}  // namespace clipes

@@ -1,0 +1,47 @@
+// Class sets (VOC, COCO, user files) as data: the prompt strings with their
+// synonyms, background words, template and box threshold (spec §4, §6).
+// The built-in sets live in prompts/<name>.json; the schema is in README.md
+// ("Class files").
+#pragma once
+#include <string>
+#include <vector>
+
+namespace clipes {
+
+struct ClassEntry {
+  std::string name;                  // what users write in --labels and annotations say ("dining table")
+  std::string prompt;                // the class string with synonyms, spec §4 ("person with clothes,people,human")
+  int id = 0;                        // the dataset's own category id (VOC: index+1; COCO: 1..90)
+  std::vector<std::string> aliases;  // other accepted names (e.g. "diningtable"), may be empty
+};
+
+struct ClassConfig {
+  std::string name;                                  // "voc", "coco", or the file stem
+  std::string default_template = "a clean origami {}.";
+  double box_threshold = 0.4;                        // θ: 0.4 VOC, 0.7 COCO
+  std::vector<ClassEntry> classes;                   // class index = position
+  std::vector<std::string> background;               // background words (spec §4)
+
+  // Parse errors name `name_for_errors` (the file) and the offending key.
+  static ClassConfig parse(const std::string& json_text, const std::string& name_for_errors);
+  static ClassConfig load(const std::string& path);
+  // A bare name ("voc", "coco", "toy") → <prompts_dir>/<name>.json; anything
+  // that looks like a path (has a '/' or ends in .json) or exists → that file.
+  static ClassConfig resolve(const std::string& name_or_path);
+  // $CLIPES_PROMPTS_DIR, else the source tree's prompts/ (when it still
+  // exists), else <exe dir>/../share/clipes/prompts.
+  static std::string prompts_dir();
+  // "a,b , c" → {"a", "b", "c"} (empty pieces dropped).
+  static std::vector<std::string> split_synonyms(const std::string& prompt);
+
+  // Names → class indices: case-insensitive on names and aliases; duplicates
+  // collapse (first occurrence kept); an unknown name throws clipes::Error
+  // listing the valid names.
+  std::vector<int> resolve_labels(const std::vector<std::string>& names) const;
+
+  enum class LabelIds { Consecutive, Dataset };      // Consecutive: index+1 (bg 0); Dataset: classes[i].id
+  int label_id(int index, LabelIds ids = LabelIds::Consecutive) const;
+  int num_classes() const { return static_cast<int>(classes.size()); }
+};
+
+}  // namespace clipes

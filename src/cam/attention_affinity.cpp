@@ -1,0 +1,61 @@
+#include "clipes/cam/attention_affinity.h"
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "clipes/cam/box_mask.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+
+at::Tensor sinkhorn_normalize(const at::Tensor& a, int iterations) {
+  at::Tensor s = a;
+  for (int i = 0; i < iterations; ++i) {
+    s = s / s.sum(0, true);  // columns first, as the reference
+    s = s / s.sum(1, true);
+  }
+  return s;
+}
+
+AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, int grid_h, int grid_w)
+    : grid_h_(grid_h), grid_w_(grid_w) {
+  if (attention.empty()) throw Error("attention affinity: no attention maps");
+  const int64_t n = static_cast<int64_t>(grid_h) * grid_w, l = n + 1;
+  at::Tensor sum;
+  for (size_t i = 0; i < attention.size(); ++i) {
+    const at::Tensor& a = attention[i];
+    const bool ok = (a.dim() == 2 || (a.dim() == 3 && a.size(0) == 1)) && a.size(-1) == l && a.size(-2) == l;
+    if (!ok)
+      throw Error("attention affinity: attention map " + std::to_string(i) + " is not [" + std::to_string(l) +
+                  ", " + std::to_string(l) + "] for a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) +
+                  " grid");
+    // CLS row and column dropped (spec §6).
+    const at::Tensor patches = a.detach().reshape({l, l}).slice(0, 1).slice(1, 1).to(torch::kFloat);
+    sum = sum.defined() ? sum + patches : patches.clone();
+  }
+  at::Tensor s = sinkhorn_normalize(sum / static_cast<double>(attention.size()), 3);
+  s = (s + s.t()) / 2;
+  transition_ = torch::matmul(s, s);
+}
+
+at::Tensor AttentionAffinity::refine(const at::Tensor& cams, double box_threshold) const {
+  if (cams.dim() != 3 || cams.size(1) != grid_h_ || cams.size(2) != grid_w_)
+    throw Error("attention affinity: CAMs must be [K, " + std::to_string(grid_h_) + ", " +
+                std::to_string(grid_w_) + "]");
+  const int64_t k = cams.size(0), n = static_cast<int64_t>(grid_h_) * grid_w_;
+  const auto options = transition_.options();
+  if (k == 0) return torch::zeros({0, grid_h_, grid_w_}, options);
+  const at::Tensor cams_f = cams.detach().to(transition_.device(), torch::kFloat);
+  std::vector<at::Tensor> masks;
+  masks.reserve(k);
+  for (int64_t c = 0; c < k; ++c) masks.push_back(box_mask(cams_f[c], box_threshold));
+  // S·(B ⊙ cam): the box mask zeroes COLUMNS of S (spec §6); all K at once.
+  const at::Tensor masked = (torch::stack(masks) * cams_f).reshape({k, n}).t();  // [n, K]
+  at::Tensor r = torch::matmul(transition_, masked).t();                          // [K, n]
+  r = r - std::get<0>(r.min(1, true));
+  r = r / (std::get<0>(r.max(1, true)) + 1e-7);
+  return r.reshape({k, grid_h_, grid_w_}).contiguous();
+}
+
+}  // namespace clipes

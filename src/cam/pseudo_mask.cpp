@@ -1,0 +1,67 @@
+#include "clipes/cam/pseudo_mask.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+#include "clipes/util/error.h"
+
+namespace clipes {
+
+PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& label_ids,
+                            const PseudoMaskOptions& options) {
+  if (refined.dim() != 3) throw Error("pseudo mask: refined CAMs must be [K, H, W]");
+  const int64_t k = refined.size(0);
+  if (static_cast<int64_t>(label_ids.size()) != k)
+    throw Error("pseudo mask: " + std::to_string(label_ids.size()) + " label ids for " + std::to_string(k) +
+                " CAMs");
+  for (int id : label_ids)
+    if (id < 1 || id > 254) throw Error("pseudo mask: label id " + std::to_string(id) + " outside 1..254");
+  const at::Tensor cams = refined.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  const int h = static_cast<int>(cams.size(1)), w = static_cast<int>(cams.size(2));
+  const int64_t plane = static_cast<int64_t>(h) * w;
+  const float* data = cams.data_ptr<float>();
+
+  PseudoMask out{cv::Mat(h, w, CV_8UC1), cv::Mat(h, w, CV_32FC1)};
+  for (int y = 0; y < h; ++y) {
+    uint8_t* label_row = out.labels.ptr<uint8_t>(y);
+    float* conf_row = out.confidence.ptr<float>(y);
+    for (int x = 0; x < w; ++x) {
+      const int64_t p = static_cast<int64_t>(y) * w + x;
+      float fg_max = 0.0f;
+      int best = -1;  // the first maximum among the foreground CAMs
+      for (int64_t c = 0; c < k; ++c) {
+        const float v = data[c * plane + p];
+        if (c == 0 || v > fg_max) {
+          fg_max = v;
+          best = static_cast<int>(c);
+        }
+      }
+      // bg = (1 − max_c R_c)^α; np.argmax over [bg, R_1..R_K] keeps the first
+      // maximum, so background wins ties (spec §7).
+      const float bg = static_cast<float>(std::pow(1.0 - static_cast<double>(fg_max), options.bg_power));
+      const bool background = k == 0 || !(fg_max > bg);
+      const float conf = background ? (k == 0 ? 1.0f : bg) : fg_max;
+      conf_row[x] = conf;
+      label_row[x] = conf < options.ignore_below ? 255 : background ? 0 : static_cast<uint8_t>(label_ids[best]);
+    }
+  }
+  return out;
+}
+
+cv::Mat confidence_to_u8(const cv::Mat& confidence) {
+  if (confidence.type() != CV_32FC1) throw Error("confidence_to_u8: expected a CV_32FC1 map");
+  cv::Mat out(confidence.size(), CV_8UC1);
+  for (int y = 0; y < confidence.rows; ++y) {
+    const float* src = confidence.ptr<float>(y);
+    uint8_t* dst = out.ptr<uint8_t>(y);
+    for (int x = 0; x < confidence.cols; ++x) {
+      const double v = std::min(1.0, std::max(0.0, static_cast<double>(src[x])));
+      dst[x] = static_cast<uint8_t>(std::floor(255.0 * v + 0.5));
+    }
+  }
+  return out;
+}
+
+}  // namespace clipes

@@ -1,0 +1,64 @@
+#include "clipes/io/mask_writer.h"
+
+#include <torch/torch.h>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include <filesystem>
+
+#include "clipes/io/indexed_png.h"
+#include "clipes/io/npy.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_cams_npy(const std::string& path, const at::Tensor* cams, const char* what) {
+  if (!cams || !cams->defined()) throw file_error(path, std::string("--save-cams needs the ") + what + " CAMs");
+  if (cams->dim() != 3) throw file_error(path, std::string(what) + " CAMs must be [K, H, W]");
+  // float16 as the reference saves them (fixtures/parity/coco6/expected).
+  write_npy(path, cams->detach().to(torch::kCPU, torch::kHalf).contiguous());
+}
+
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec);
+}
+
+}  // namespace
+
+MaskOutputPaths MaskOutputPaths::for_stem(const std::string& out_dir, const std::string& stem) {
+  const fs::path out(out_dir);
+  const fs::path cams = out / "cams";
+  return {(out / "masks" / (stem + ".png")).string(), (out / "confidence" / (stem + ".png")).string(),
+          (cams / (stem + "_cam.npy")).string(), (cams / (stem + "_refined.npy")).string(),
+          (cams / (stem + "_keys.npy")).string()};
+}
+
+void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, const at::Tensor* cams,
+                        const at::Tensor* refined, const std::vector<int64_t>& class_indices,
+                        const MaskWriteOptions& options) {
+  if (mask.labels.type() != CV_8UC1) throw file_error(paths.mask, "labels must be CV_8UC1");
+  if (options.save_cams) {
+    write_cams_npy(paths.cam, cams, "unrefined");
+    write_cams_npy(paths.refined, refined, "refined");
+    write_npy(paths.keys, torch::tensor(class_indices, torch::kLong));
+  }
+  if (mask.confidence.type() != CV_32FC1) throw file_error(paths.confidence, "confidence must be CV_32FC1");
+  std::vector<uchar> png;
+  if (!cv::imencode(".png", confidence_to_u8(mask.confidence), png))
+    throw file_error(paths.confidence, "PNG encoding failed");
+  write_file_atomic(paths.confidence, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
+  // Last: an existing mask means every other output of this image is there.
+  write_indexed_png(paths.mask, mask.labels, voc_palette());
+}
+
+bool mask_outputs_complete(const MaskOutputPaths& paths, const MaskWriteOptions& options) {
+  if (!exists(paths.mask) || !exists(paths.confidence)) return false;
+  return !options.save_cams || (exists(paths.cam) && exists(paths.refined) && exists(paths.keys));
+}
+
+}  // namespace clipes
