@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -165,12 +166,12 @@ TEST(BadCheckpoints, TruncatedSafetensors) {
   const std::string bytes = read_file(good);
   const std::string path = temp_dir() + "/truncated.safetensors";
   write_file_atomic(path, bytes.substr(0, bytes.size() - 1000));
-  expect_one_line_error(path, {});
+  expect_one_line_error(path, {"tensor ", "lies outside the file"});
 }
 
 TEST(BadCheckpoints, LegacyTorchSave) {
   const std::string path = temp_dir() + "/legacy.pt";
-  write_file_atomic(path, std::string("\x80\x02\x8a\x0alegacy-pickle-bytes", 24));
+  write_file_atomic(path, std::string("\x80\x02\x8a\x0alegacy-pickle-bytes"));
   expect_one_line_error(path, {"legacy"});
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -135,12 +136,13 @@ int run_info(const Options& o) {
     if (o.runs < 1 || o.warmup < 0) throw Error("--runs must be >= 1 and --warmup >= 0");
     const ClipModel model(weights, config, {parse_precision(o.runtime.precision), o.runtime.device, false});
     weights.clear();
-    torch::InferenceMode inference;
+    c10::InferenceMode inference;
     const at::Tensor input = torch::randn({1, 3, h, w}, torch::TensorOptions().dtype(at::kFloat));
     std::vector<double> ms;
     for (int i = 0; i < o.warmup + o.runs; ++i) {
       const auto start = std::chrono::steady_clock::now();
       const at::Tensor features = model.encode_image(input);
+      (void)features;
       synchronize(model);
       const double elapsed =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
