@@ -107,3 +107,95 @@ TEST(ClipModel, Bf16RunsCloseToFp32) {
 TEST(ClipModel, Fp16IsRefusedOnCpu) {
   EXPECT_THROW(ClipModel::load(test::tiny_clip_path(), {Precision::FP16, "cpu", false}), Error);
 }
+
+// --- the same weights in every format give identical features (issue #2) -------
+
+namespace {
+
+struct Features {
+  at::Tensor text, image;
+};
+
+Features features_of(const std::string& path, CheckpointFormat expected_format) {
+  const Checkpoint ckpt = load_checkpoint(path);
+  EXPECT_EQ(ckpt.format, expected_format) << path;
+  const ClipModel model(ckpt.tensors, ClipConfig::infer(ckpt.tensors, path));
+  const at::Tensor tokens =
+      fixture_tokens({"a clean origami dog.", "a clean origami person with clothes,people,human."});
+  const at::Tensor batch = torch::stack(
+      {read_npy(test::shared("fixtures/tiny-clip/reference/input_224_000000005001.npy")),
+       read_npy(test::shared("fixtures/tiny-clip/reference/input_224_000000020992.npy"))});
+  torch::NoGradGuard no_grad;
+  return {model.encode_text(tokens), model.encode_image(batch)};
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+void expect_identical(const Features& got, const Features& want, const std::string& what) {
+  const double dt = max_abs_diff(got.text, want.text), di = max_abs_diff(got.image, want.image);
+  std::cout << "[ measured ] " << what << ": text max |d| = " << dt << ", image max |d| = " << di << "\n";
+  EXPECT_EQ(dt, 0.0) << what;
+  EXPECT_EQ(di, 0.0) << what;
+}
+
+}  // namespace
+
+TEST(CheckpointFormats, LibraryWritersGiveIdenticalFeaturesInEveryFormat) {
+  const std::string dir = test::make_temp_dir("formats-lib");
+  const Checkpoint original = load_checkpoint(test::tiny_clip_path());
+  EXPECT_EQ(original.storage_dtype, "Half");
+  const Features want = features_of(test::tiny_clip_path(), CheckpointFormat::OpenAITorchScript);
+
+  save_state_dict(dir + "/flat.pt", original.tensors);
+  save_state_dict(dir + "/nested.pt", original.tensors, {true, false});
+  save_state_dict(dir + "/module.pt", original.tensors, {false, true});
+  save_state_dict(dir + "/nested-module.pt", original.tensors, {true, true});
+  save_hf_safetensors(dir + "/hf.safetensors", original.tensors);
+  save_openai_torchscript(dir + "/openai.pt", original.tensors, ClipConfig::infer(original.tensors, "fixture"));
+
+  expect_identical(features_of(dir + "/flat.pt", CheckpointFormat::StateDict), want, "state dict");
+  expect_identical(features_of(dir + "/nested.pt", CheckpointFormat::StateDict), want, "nested state dict");
+  expect_identical(features_of(dir + "/module.pt", CheckpointFormat::StateDict), want, "module. state dict");
+  expect_identical(features_of(dir + "/nested-module.pt", CheckpointFormat::StateDict), want, "nested module.");
+  expect_identical(features_of(dir + "/hf.safetensors", CheckpointFormat::HuggingFaceSafetensors), want,
+                   "safetensors");
+  expect_identical(features_of(dir + "/openai.pt", CheckpointFormat::OpenAITorchScript), want, "re-saved TorchScript");
+
+  // And the stored tensors themselves round-trip bit for bit.
+  const Checkpoint back = load_checkpoint(dir + "/hf.safetensors");
+  ASSERT_EQ(back.tensors.size(), original.tensors.size());
+  for (const auto& [name, t] : original.tensors) EXPECT_TRUE(torch::equal(back.tensors.at(name), t)) << name;
+  EXPECT_EQ(back.storage_dtype, "Half");
+}
+
+#ifdef CLIPES_CONVERT_CHECKPOINT
+TEST(CheckpointFormats, ConvertCheckpointToolGivesIdenticalFeatures) {
+  const std::string dir = test::make_temp_dir("formats-tool");
+  const Features want = features_of(test::tiny_clip_path(), CheckpointFormat::OpenAITorchScript);
+  const std::pair<const char*, CheckpointFormat> formats[] = {
+      {"state-dict", CheckpointFormat::StateDict},
+      {"state-dict-nested", CheckpointFormat::StateDict},
+      {"state-dict-module", CheckpointFormat::StateDict},
+      {"safetensors", CheckpointFormat::HuggingFaceSafetensors},
+      {"openai", CheckpointFormat::OpenAITorchScript}};
+  std::string previous = test::tiny_clip_path();
+  for (const auto& [format, kind] : formats) {
+    // Chain the conversions (each from the previous output): any lossy step would show.
+    const std::string out = dir + "/" + format + ".bin";
+    std::string log;
+    ASSERT_EQ(test::run_command(std::string(CLIPES_CONVERT_CHECKPOINT) + " --in '" + previous + "' --out '" + out +
+                                    "' --format " + format,
+                                &log),
+              0)
+        << log;
+    expect_identical(features_of(out, kind), want, std::string("convert_checkpoint --format ") + format);
+    previous = out;
+  }
+  std::string log;
+  EXPECT_EQ(test::run_command(std::string(CLIPES_CONVERT_CHECKPOINT) + " --in '" + dir + "/nope.pt' --out '" + dir +
+                                  "/x.pt' --format openai",
+                              &log),
+            2);
+  EXPECT_NE(log.find("nope.pt"), std::string::npos) << log;
+}
+#endif

@@ -1,6 +1,7 @@
 // clipes — CLIP-ES pseudo masks from image-level labels.
 // Entry point: builds the CLI from the registered commands and maps errors to
 // exit codes (0 ok, 1 partial failure reported by a command, 2 fatal error).
+#include <spdlog/sinks/stderr_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Logs go to stderr: stdout carries results (tables, JSON, paths) for pipes.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("clipes"));
   spdlog::set_pattern("%^[%L]%$ %v");
   spdlog::set_level(quiet ? spdlog::level::err : verbose ? spdlog::level::debug : spdlog::level::info);
   try {

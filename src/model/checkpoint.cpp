@@ -11,6 +11,7 @@
 #include "clipes/model/safetensors.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/zip_integrity.h"
 
 namespace clipes {
 namespace {
@@ -87,6 +88,9 @@ Checkpoint load_checkpoint(const std::string& path) {
   TensorMap tensors;
   try {
     if (is_zip(bytes)) {
+      // LibTorch does not check member CRCs and may crash on damaged data:
+      // verify the whole archive before it sees it.
+      verify_zip_integrity(bytes, path);
       // Both TorchScript archives and torch.save files are zips; only
       // TorchScript ones carry constants.pkl (and code/).
       caffe2::serialize::PyTorchStreamReader reader(
@@ -109,6 +113,12 @@ Checkpoint load_checkpoint(const std::string& path) {
     }
   } catch (const c10::Error& e) {
     throw file_error(path, "corrupt or truncated checkpoint (" + first_line(e.what_without_backtrace()) + ")");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // Anything else LibTorch's readers throw (std::runtime_error, bad_alloc on
+    // absurd sizes) is still one line naming the file.
+    throw file_error(path, "cannot read checkpoint (" + first_line(e.what()) + ")");
   }
   const ClipConfig config = ClipConfig::infer(tensors, path);  // validates names and shapes
   // Keep exactly the weights the model uses; report the bulk dtype.

@@ -58,9 +58,11 @@ void add_block_shapes(std::map<std::string, std::vector<int64_t>>& shapes, const
 }  // namespace
 
 ClipConfig ClipConfig::infer(const TensorMap& t, const std::string& path) {
+  // ResNet CLIPs (RN50, ...) also have a visual.conv1.weight (their 3x3 stem),
+  // so recognise them by their bottleneck layers / attention pool first.
+  if (t.count("visual.layer1.0.conv1.weight") || t.count("visual.attnpool.positional_embedding"))
+    throw file_error(path, "ResNet CLIP checkpoints are not supported (clipes needs a ViT, e.g. ViT-B/16)");
   if (!t.count("visual.conv1.weight")) {
-    if (t.count("visual.layer1.0.conv1.weight") || t.count("visual.attnpool.positional_embedding"))
-      throw file_error(path, "ResNet CLIP checkpoints are not supported (clipes needs a ViT, e.g. ViT-B/16)");
     throw file_error(path, "missing tensor visual.conv1.weight (not a CLIP ViT checkpoint?)");
   }
   ClipConfig c;

@@ -1,0 +1,81 @@
+// clipes classify — zero-shot classification of one image: a quick check that
+// a checkpoint (and the tokenizer) behave before running the CAM pipeline.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "clipes/io/image_decode.h"
+#include "clipes/model/clip_model.h"
+#include "clipes/model/zero_shot.h"
+#include "clipes/text/bpe_tokenizer.h"
+#include "clipes/util/error.h"
+#include "command.h"
+
+namespace clipes::cli {
+namespace {
+
+struct Options {
+  std::string model, vocab, image, classes;
+  std::string prompt_template = "a photo of a {}.";
+  int topk = 0;
+  bool json = false;
+  RuntimeOptions runtime;
+};
+
+// "dog, cat,,bird" → {"dog", "cat", "bird"}.
+std::vector<std::string> split_classes(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    std::string name = text.substr(start, comma - start);
+    const size_t b = name.find_first_not_of(" \t"), e = name.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(name.substr(b, e - b + 1));
+    start = comma + 1;
+  }
+  if (out.empty()) throw Error("--classes \"" + text + "\": no class names");
+  return out;
+}
+
+int run_classify(const Options& o) {
+  apply_runtime_options(o.runtime);
+  const std::vector<std::string> classes = split_classes(o.classes);
+  fill_template(o.prompt_template, "x");  // reject a template without {} before loading anything
+  if (o.topk < 0) throw Error("--topk must be >= 0");
+  const cv::Mat rgb = decode_image_rgb(o.image);
+  const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
+  const auto model = ClipModel::load(o.model, {parse_precision(o.runtime.precision), o.runtime.device, false});
+
+  std::vector<ClassProbability> ranked = zero_shot_classify(*model, tokenizer, rgb, classes, o.prompt_template);
+  if (o.topk > 0 && static_cast<size_t>(o.topk) < ranked.size()) ranked.resize(static_cast<size_t>(o.topk));
+
+  if (o.json) {
+    nlohmann::json predictions = nlohmann::json::array();
+    for (const auto& r : ranked) predictions.push_back({{"class", r.name}, {"probability", r.probability}});
+    std::cout << nlohmann::json{{"image", o.image}, {"template", o.prompt_template}, {"predictions", predictions}}.dump(2)
+              << "\n";
+  } else {
+    std::printf("%4s  %11s  %s\n", "rank", "probability", "class");
+    for (size_t i = 0; i < ranked.size(); ++i)
+      std::printf("%4zu  %11.4f  %s\n", i + 1, ranked[i].probability, ranked[i].name.c_str());
+  }
+  return 0;
+}
+
+const bool registered = register_command({
+    "classify", "zero-shot classification of one image (checks a checkpoint)", [](CLI::App& sub) {
+      auto o = std::make_shared<Options>();
+      sub.add_option("--model", o->model, "CLIP checkpoint")->required();
+      sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
+      sub.add_option("--image", o->image, "image file")->required();
+      sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\"")->required();
+      sub.add_option("--template", o->prompt_template, "prompt template; {} is the class name")->capture_default_str();
+      sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")->capture_default_str();
+      sub.add_flag("--json", o->json, "print JSON instead of a table");
+      add_runtime_options(sub, o->runtime);
+      return [o]() { return run_classify(*o); };
+    }});
+
+}  // namespace
+}  // namespace clipes::cli
