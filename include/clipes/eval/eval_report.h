@@ -1,0 +1,52 @@
+// What `clipes eval` found: the scores, the per-class table, the missing
+// predictions, and (for CAMs) the background sweep. Printed as a table and
+// written as JSON.
+#pragma once
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace clipes {
+
+class ConfusionMatrix;
+
+struct ClassScore {
+  int value = 0;          // mask value
+  std::string name;
+  double iou = 0;         // NaN when neither in the ground truth nor predicted
+  uint64_t gt_pixels = 0, pred_pixels = 0, true_positives = 0;
+  bool in_ground_truth = false;  // counts towards mIoU
+};
+
+// One background setting of the CAM sweep (spec §8).
+struct SweepResult {
+  std::string background;  // "alpha": bg = (1 − max)^α;  "threshold": bg = constant
+  double parameter = 0;
+  double mean_iou = 0;
+  bool best = false;
+};
+
+struct EvalReport {
+  std::string mode;  // "masks" or "cams"
+  std::string pred_dir, gt_path, gt_kind;
+  size_t num_images = 0;     // ids asked for
+  size_t num_evaluated = 0;  // ids with a prediction
+  std::vector<std::string> missing;  // ids without a prediction (excluded from the scores)
+  double mean_iou = 0, pixel_accuracy = 0, mean_class_accuracy = 0, frequency_weighted_iou = 0;
+  uint64_t total_pixels = 0, ignored_pixels = 0;
+  int classes_in_gt = 0;
+  std::vector<ClassScore> classes;  // rows: named classes and any value met in GT or predictions
+  std::vector<SweepResult> sweep;   // CAMs only; `classes` and the scores are the best setting's
+  std::string best_setting;         // CAMs only, e.g. "alpha=2"
+};
+
+// Fills the scores and class rows of `report` from `matrix`; `names_by_value`
+// names mask values ("" → "class_<v>").
+void fill_scores(EvalReport& report, const ConfusionMatrix& matrix, const std::vector<std::string>& names_by_value);
+
+nlohmann::json eval_report_json(const EvalReport& report);  // NaN → null
+std::string format_eval_report(const EvalReport& report);   // the stdout table
+
+}  // namespace clipes
