@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
 #include <map>
 
 #include "clipes/data/coco_mask.h"
@@ -94,23 +97,46 @@ TEST(CocoGroundTruth, LoadsCocoTiny) {
   EXPECT_EQ(crowd, 11);
 }
 
-TEST(CocoGroundTruth, CrowdRleMasksHaveTheirRecordedArea) {
-  // COCO's "area" of an RLE annotation is its pixel count.
+TEST(CocoGroundTruth, CrowdRleMasksMatchTheirRecordedBoxes) {
+  // COCO's crowd "bbox" was computed from the RLE by the original toolbox as
+  // (first column, first row, last − first, last − first): the decoded mask's
+  // tight box starts there and is one pixel wider and taller. ("area" of crowd
+  // regions is not their pixel count in COCO 2017, so it cannot be used.)
   const auto root = nlohmann::json::parse(read_file(coco_tiny_json()));
-  std::map<int64_t, double> area;
-  for (const auto& a : root["annotations"]) area[a["id"].get<int64_t>()] = a["area"].get<double>();
+  std::map<int64_t, nlohmann::json> by_id;
+  for (const auto& a : root["annotations"]) by_id[a["id"].get<int64_t>()] = a;
   const CocoGroundTruth gt = CocoGroundTruth::load(coco_tiny_json());
   double polygon_pixels = 0, polygon_area = 0;
+  int rle = 0;
   for (const auto& a : gt.annotations()) {
     const cv::Mat mask = gt.annotation_mask(a);
+    const auto& json = by_id[a.id];
     if (a.is_rle) {
-      EXPECT_EQ(cv::countNonZero(mask), static_cast<int>(area[a.id])) << "annotation " << a.id;
+      ++rle;
+      const auto counts = json["segmentation"]["counts"].get<std::vector<int>>();
+      int ones = 0;
+      for (size_t i = 1; i < counts.size(); i += 2) ones += counts[i];
+      EXPECT_EQ(cv::countNonZero(mask), ones) << "annotation " << a.id;
+      const cv::Rect box = cv::boundingRect(mask);
+      const auto bbox = json["bbox"].get<std::vector<double>>();
+      EXPECT_EQ(box, cv::Rect(static_cast<int>(bbox[0]), static_cast<int>(bbox[1]), static_cast<int>(bbox[2]) + 1,
+                              static_cast<int>(bbox[3]) + 1))
+          << "annotation " << a.id;
     } else {
       polygon_pixels += cv::countNonZero(mask);
-      polygon_area += area[a.id];
+      polygon_area += json["area"].get<double>();
+      // A polygon's pixels stay within its (float) box, widened to whole pixels.
+      const auto bbox = json["bbox"].get<std::vector<double>>();
+      const cv::Rect box = cv::boundingRect(mask);
+      if (box.area() == 0) continue;
+      EXPECT_GE(box.x, std::floor(bbox[0]) - 1) << a.id;
+      EXPECT_GE(box.y, std::floor(bbox[1]) - 1) << a.id;
+      EXPECT_LE(box.x + box.width, std::ceil(bbox[0] + bbox[2]) + 1) << a.id;
+      EXPECT_LE(box.y + box.height, std::ceil(bbox[1] + bbox[3]) + 1) << a.id;
     }
   }
-  // Polygon areas are geometric (shoelace), so pixels only agree in total.
+  EXPECT_EQ(rle, 11);
+  // Polygon "area" is geometric (shoelace), so pixels only agree in total.
   EXPECT_NEAR(polygon_pixels / polygon_area, 1.0, 0.03);
 }
 
