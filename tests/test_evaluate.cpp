@@ -102,6 +102,7 @@ TEST(Evaluate, CamSweepMarksTheBestBackground) {
   const std::string dir = test::make_temp_dir("eval-cams");
   cv::Mat truth = (cv::Mat_<uint8_t>(2, 2) << 0, 15, 15, 0);
   write_indexed_png(dir + "/gt/a.png", truth);
+  write_indexed_png(dir + "/gt/b.png", truth);  // has ground truth but no CAMs
   const at::Tensor cam = torch::tensor({0.2f, 0.9f, 0.6f, 0.4f}).reshape({1, 2, 2}).to(torch::kHalf);
   write_npy(dir + "/out/cams/a_refined.npy", cam);
   write_npy(dir + "/out/cams/a_keys.npy", torch::tensor({int64_t{14}}));  // person
@@ -178,6 +179,37 @@ TEST(EvalCli, TableExitCodesAndErrors) {
   const std::string empty = test::make_temp_dir("eval-empty");
   rc = test::run_command(bin + " eval --pred " + empty + " --gt " + coco_tiny_json(), &out);
   EXPECT_EQ(rc, 2) << out;
+}
+
+TEST(EvalCli, VocRootWithSplitAndMissingGroundTruth) {
+  const std::string root = test::make_temp_dir("eval-voc") + "/VOC2012";
+  cv::Mat a = (cv::Mat_<uint8_t>(2, 3) << 0, 15, 255, 0, 15, 8);
+  cv::Mat b = (cv::Mat_<uint8_t>(2, 2) << 1, 1, 0, 0);
+  write_indexed_png(root + "/SegmentationClass/a.png", a);
+  write_indexed_png(root + "/SegmentationClassAug/b.png", b);  // only in the augmented set
+  write_file_atomic(root + "/ImageSets/Segmentation/train.txt", "a\nb\n");
+  write_file_atomic(root + "/ImageSets/Segmentation/val.txt", "a\nzzz\n");
+  const std::string pred = root + "/../pred";
+  cv::Mat wrong = a.clone();
+  wrong.at<uint8_t>(0, 1) = 0;  // one person pixel missed
+  write_indexed_png(pred + "/masks/a.png", wrong);
+  write_indexed_png(pred + "/masks/b.png", b);
+  const GtSource gt = GtSource::open(root + "/..");  // finds VOC2012/ inside
+  EXPECT_EQ(gt.kind(), GtSource::Kind::Voc);
+  const EvalReport report = evaluate_masks(pred, gt, gt.default_ids("train"));
+  EXPECT_EQ(report.num_evaluated, 2u);
+  // background: TP 4, GT 4, pred 5 → 4/5; aeroplane 1; cat 1; person: 1 of 2 → 1/2.
+  EXPECT_NEAR(report.mean_iou, (0.8 + 1.0 + 1.0 + 0.5) / 4, 1e-12);
+  EXPECT_EQ(report.classes_in_gt, 4);
+  std::string out;
+  int rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + root, &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("   15  person                 50.00"), std::string::npos) << out;
+  EXPECT_NE(out.find("mIoU 82.50 over 4 classes"), std::string::npos) << out;
+  // The val list names an image without ground truth: an error naming the file.
+  rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + root + " --split val", &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("zzz.png: ground-truth mask does not exist"), std::string::npos) << out;
 }
 
 TEST(EvalCli, CocoCategoryIds) {
