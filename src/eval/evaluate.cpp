@@ -108,6 +108,7 @@ EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const
   report.num_images = ids.size();
   std::vector<std::string> present;
   for (const auto& id : ids) {
+    gt.require(id);  // an id without ground truth is a list/GT problem, not a missing prediction
     if (is_file(masks / (id + ".png"))) present.push_back(id);
     else report.missing.push_back(id);
   }
@@ -149,6 +150,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   report.num_images = ids.size();
   std::vector<std::string> present;
   for (const auto& id : ids) {
+    gt.require(id);
     if (is_file(cams / (id + suffix)) && is_file(cams / (id + "_keys.npy"))) present.push_back(id);
     else report.missing.push_back(id);
   }

@@ -178,15 +178,19 @@ std::string GtSource::describe(const std::string& id) const {
   }
 }
 
-cv::Mat GtSource::mask(const std::string& id) const {
+void GtSource::require(const std::string& id) const {
   if (kind_ == Kind::Coco) {
-    const CocoImageInfo* image = coco_->find_image_by_stem(id);
-    if (!image) throw file_error(path_, "no image with file stem '" + id + "'");
-    return coco_->semantic_mask(image->id, dataset_ids_);
+    if (!coco_->find_image_by_stem(id)) throw file_error(path_, "no image with file stem '" + id + "'");
+    return;
   }
   const std::string file = describe(id);
   if (!is_file(file)) throw file_error(file, "ground-truth mask does not exist");
-  return read_label_png(file);
+}
+
+cv::Mat GtSource::mask(const std::string& id) const {
+  require(id);
+  if (kind_ == Kind::Coco) return coco_->semantic_mask(coco_->find_image_by_stem(id)->id, dataset_ids_);
+  return read_label_png(describe(id));
 }
 
 LabelSet GtSource::default_labels() const {

@@ -55,6 +55,8 @@ class GtSource {
   // SegmentationClass/<id>.png, else SegmentationClassAug/<id>.png. Throws
   // clipes::Error naming the file when there is none.
   cv::Mat mask(const std::string& id) const;
+  // Throws clipes::Error naming the missing file (or the json) unless `id` has ground truth.
+  void require(const std::string& id) const;
   // What to name in messages about `id`'s ground truth.
   std::string describe(const std::string& id) const;
 

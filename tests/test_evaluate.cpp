@@ -1,0 +1,230 @@
+// Confusion-matrix arithmetic by hand, ground truth scored against itself,
+// the CAM background sweep, and `clipes eval` end to end.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "clipes/data/coco_mask.h"
+#include "clipes/eval/confusion_matrix.h"
+#include "clipes/eval/evaluate.h"
+#include "clipes/io/indexed_png.h"
+#include "clipes/io/npy.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+
+namespace clipes {
+namespace {
+
+std::string coco_tiny_json() { return test::shared("data/coco-tiny/annotations/instances_val2017.json"); }
+
+cv::Mat row(const std::vector<int>& values) {
+  cv::Mat m(1, static_cast<int>(values.size()), CV_8UC1);
+  for (size_t i = 0; i < values.size(); ++i) m.at<uint8_t>(0, static_cast<int>(i)) = static_cast<uint8_t>(values[i]);
+  return m;
+}
+
+TEST(ConfusionMatrix, HandWorkedCase) {
+  ConfusionMatrix m(3);
+  m.add(row({0, 1, 1, 1, 0, 2}), row({0, 0, 1, 1, 2, 255}));
+  EXPECT_EQ(m.ignored_pixels(), 1u);
+  EXPECT_EQ(m.total_pixels(), 5u);
+  EXPECT_EQ(m.count(0, 1), 1u);
+  EXPECT_EQ(m.count(2, 0), 1u);
+  const auto iou = m.iou();
+  EXPECT_DOUBLE_EQ(iou[0], 1.0 / 3);  // TP 1 / (GT 2 + Pred 2 − 1)
+  EXPECT_DOUBLE_EQ(iou[1], 2.0 / 3);  // 2 / (2 + 3 − 2)
+  EXPECT_DOUBLE_EQ(iou[2], 0.0);      // 0 / (1 + 0 − 0)
+  EXPECT_DOUBLE_EQ(m.mean_iou(), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(m.pixel_accuracy(), 3.0 / 5);
+  EXPECT_DOUBLE_EQ(m.mean_class_accuracy(), (0.5 + 1.0 + 0.0) / 3);
+  EXPECT_DOUBLE_EQ(m.frequency_weighted_iou(), 0.4 * (1.0 / 3) + 0.4 * (2.0 / 3));
+}
+
+TEST(ConfusionMatrix, ClassesAbsentFromGroundTruthDoNotCountAndIgnoredPredictionsMiss) {
+  ConfusionMatrix m(4);
+  // Class 3 is only predicted; a 255 prediction predicts nothing.
+  m.add(row({0, 3, 1, 255}), row({0, 0, 1, 1}));
+  const auto iou = m.iou();
+  EXPECT_DOUBLE_EQ(iou[3], 0.0);
+  EXPECT_TRUE(std::isnan(iou[2]));
+  EXPECT_DOUBLE_EQ(iou[0], 0.5);  // 1 / (2 + 1 − 1)
+  EXPECT_DOUBLE_EQ(iou[1], 0.5);  // 1 / (2 + 1 − 1): the 255 pixel is a miss
+  EXPECT_DOUBLE_EQ(m.mean_iou(), 0.5);  // over classes 0 and 1 only
+  EXPECT_THROW(m.add(row({0, 1}), row({0})), Error);
+}
+
+// Writes coco-tiny's semantic ground truth as prediction PNGs.
+std::string write_coco_tiny_masks(const std::string& name, bool dataset_ids) {
+  const std::string dir = test::make_temp_dir(name);
+  const CocoGroundTruth gt = CocoGroundTruth::load(coco_tiny_json());
+  for (const auto& image : gt.images())
+    write_indexed_png(dir + "/masks/" + image.stem + ".png", gt.semantic_mask(image.id, dataset_ids));
+  return dir;
+}
+
+TEST(Evaluate, CocoGroundTruthAgainstItselfIsPerfect) {
+  const std::string pred = write_coco_tiny_masks("eval-self", false);
+  const GtSource gt = GtSource::open(coco_tiny_json());
+  EXPECT_EQ(gt.kind(), GtSource::Kind::Coco);
+  const auto ids = gt.default_ids("");
+  ASSERT_EQ(ids.size(), 80u);
+  const EvalReport report = evaluate_masks(pred, gt, ids);
+  EXPECT_EQ(report.num_evaluated, 80u);
+  EXPECT_TRUE(report.missing.empty());
+  EXPECT_DOUBLE_EQ(report.mean_iou, 1.0);
+  EXPECT_DOUBLE_EQ(report.pixel_accuracy, 1.0);
+  EXPECT_GT(report.classes_in_gt, 20);
+  EXPECT_GT(report.ignored_pixels, 0u);  // the crowd regions
+  EXPECT_EQ(report.classes.front().name, "background");
+  EXPECT_EQ(report.classes[1].name, "person");
+  const auto j = eval_report_json(report);
+  EXPECT_DOUBLE_EQ(j["miou"].get<double>(), 1.0);
+
+  // Off by one class everywhere → only background stays right.
+  const std::string shifted = test::make_temp_dir("eval-shifted");
+  for (const auto& id : ids) {
+    cv::Mat mask = read_label_png(pred + "/masks/" + id + ".png");
+    mask.setTo(cv::Scalar(1), mask == 2);  // bicycle pixels predicted as person
+    write_indexed_png(shifted + "/" + id + ".png", mask);  // a flat folder works too
+  }
+  const EvalReport worse = evaluate_masks(shifted, gt, ids);
+  EXPECT_LT(worse.mean_iou, 1.0);
+  EXPECT_DOUBLE_EQ(worse.classes[2].iou, 0.0);
+}
+
+TEST(Evaluate, CamSweepMarksTheBestBackground) {
+  const std::string dir = test::make_temp_dir("eval-cams");
+  cv::Mat truth = (cv::Mat_<uint8_t>(2, 2) << 0, 15, 15, 0);
+  write_indexed_png(dir + "/gt/a.png", truth);
+  write_indexed_png(dir + "/gt/b.png", truth);  // has ground truth but no CAMs
+  const at::Tensor cam = torch::tensor({0.2f, 0.9f, 0.6f, 0.4f}).reshape({1, 2, 2}).to(torch::kHalf);
+  write_npy(dir + "/out/cams/a_refined.npy", cam);
+  write_npy(dir + "/out/cams/a_keys.npy", torch::tensor({int64_t{14}}));  // person
+  EvalOptions options;
+  options.labels = voc_label_set();
+  const GtSource gt = GtSource::open(dir + "/gt");
+  EXPECT_EQ(gt.kind(), GtSource::Kind::Folder);
+  const EvalReport report = evaluate_cams(dir + "/out", gt, {"a", "b"}, options);
+  EXPECT_EQ(report.missing, std::vector<std::string>{"b"});
+  ASSERT_EQ(report.sweep.size(), 21u);
+  // α = 1: bg = 1 − max = (.8, .1, .4, .6) → exactly the ground truth.
+  EXPECT_EQ(report.sweep[0].background, "alpha");
+  EXPECT_DOUBLE_EQ(report.sweep[0].mean_iou, 1.0);
+  EXPECT_TRUE(report.sweep[0].best);
+  // α = 2: bg = (.64, .01, .16, .36) → the 0.4 pixel turns person: (1/2 + 2/3) / 2.
+  EXPECT_NEAR(report.sweep[1].mean_iou, (0.5 + 2.0 / 3) / 2, 1e-12);
+  // Constant 0.05: everything is person → (0 + 2/4) / 2.
+  EXPECT_EQ(report.sweep[2].background, "threshold");
+  EXPECT_NEAR(report.sweep[2].mean_iou, 0.25, 1e-12);
+  // Constant 0.40 ties with the 0.4 CAM pixel (both float16) → background wins → perfect.
+  EXPECT_NEAR(report.sweep[2 + 7].parameter, 0.40, 1e-12);
+  EXPECT_DOUBLE_EQ(report.sweep[2 + 7].mean_iou, 1.0);
+  EXPECT_FALSE(report.sweep[2 + 7].best);  // the first best wins
+  EXPECT_EQ(report.best_setting, "alpha=1");
+  EXPECT_NE(format_eval_report(report).find("<- best"), std::string::npos);
+
+  // CAMs of another size than the ground truth: an error naming the CAM file.
+  write_npy(dir + "/out/cams/a_refined.npy", torch::zeros({1, 3, 2}).to(torch::kHalf));
+  try {
+    evaluate_cams(dir + "/out", gt, {"a"}, options);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a_refined.npy"), std::string::npos) << e.what();
+  }
+}
+
+TEST(EvalCli, TableExitCodesAndErrors) {
+  const std::string pred = write_coco_tiny_masks("eval-cli", false);
+  const std::string bin = test::clipes_binary();
+  std::string out;
+  const std::string json_path = pred + "/report.json";
+  int rc = test::run_command(bin + " eval --pred " + pred + " --gt " + coco_tiny_json() + " --json " + json_path, &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("mIoU 100.00"), std::string::npos) << out;
+  EXPECT_NE(out.find("person"), std::string::npos) << out;
+  EXPECT_NE(out.find("images: 80  evaluated: 80  missing: 0"), std::string::npos) << out;
+  const auto report = nlohmann::json::parse(read_file(json_path));
+  EXPECT_DOUBLE_EQ(report["miou"].get<double>(), 1.0);
+  EXPECT_EQ(report["evaluated"].get<int>(), 80);
+
+  // A COCO root works as --gt too, and --list restricts the ids.
+  write_file_atomic(pred + "/two.txt", "000000005001\n000000010764\n");
+  rc = test::run_command(bin + " eval --pred " + pred + " --gt " + test::shared("data/coco-tiny") + " --list " +
+                             pred + "/two.txt",
+                         &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("images: 2  evaluated: 2"), std::string::npos) << out;
+
+  // One prediction missing: scored without it, said loudly, exit code 1.
+  fs::remove(pred + "/masks/000000005001.png");
+  rc = test::run_command(bin + " eval --pred " + pred + " --gt " + coco_tiny_json(), &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("WARNING: 1 of 80 images have no prediction"), std::string::npos) << out;
+  EXPECT_NE(out.find("000000005001"), std::string::npos) << out;
+
+  // A prediction of the wrong size: exit 2 and the error names the file.
+  write_indexed_png(pred + "/masks/000000010764.png", cv::Mat(5, 7, CV_8UC1, cv::Scalar(0)));
+  rc = test::run_command(bin + " eval --pred " + pred + " --gt " + coco_tiny_json(), &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("clipes: error: " + pred + "/masks/000000010764.png: prediction is 7x5"), std::string::npos)
+      << out;
+
+  // No predictions at all is an error, not a score.
+  const std::string empty = test::make_temp_dir("eval-empty");
+  rc = test::run_command(bin + " eval --pred " + empty + " --gt " + coco_tiny_json(), &out);
+  EXPECT_EQ(rc, 2) << out;
+}
+
+TEST(EvalCli, VocRootWithSplitAndMissingGroundTruth) {
+  const std::string root = test::make_temp_dir("eval-voc") + "/VOC2012";
+  cv::Mat a = (cv::Mat_<uint8_t>(2, 3) << 0, 15, 255, 0, 15, 8);
+  cv::Mat b = (cv::Mat_<uint8_t>(2, 2) << 1, 1, 0, 0);
+  write_indexed_png(root + "/SegmentationClass/a.png", a);
+  write_indexed_png(root + "/SegmentationClassAug/b.png", b);  // only in the augmented set
+  write_file_atomic(root + "/ImageSets/Segmentation/train.txt", "a\nb\n");
+  write_file_atomic(root + "/ImageSets/Segmentation/val.txt", "a\nzzz\n");
+  const std::string pred = root + "/../pred";
+  cv::Mat wrong = a.clone();
+  wrong.at<uint8_t>(0, 1) = 0;  // one person pixel missed
+  write_indexed_png(pred + "/masks/a.png", wrong);
+  write_indexed_png(pred + "/masks/b.png", b);
+  const GtSource gt = GtSource::open(root + "/..");  // finds VOC2012/ inside
+  EXPECT_EQ(gt.kind(), GtSource::Kind::Voc);
+  const EvalReport report = evaluate_masks(pred, gt, gt.default_ids("train"));
+  EXPECT_EQ(report.num_evaluated, 2u);
+  // background: TP 4, GT 4, pred 5 → 4/5; aeroplane 1; cat 1; person: 1 of 2 → 1/2.
+  EXPECT_NEAR(report.mean_iou, (0.8 + 1.0 + 1.0 + 0.5) / 4, 1e-12);
+  EXPECT_EQ(report.classes_in_gt, 4);
+  std::string out;
+  int rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + root, &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("   15  person                 50.00"), std::string::npos) << out;
+  EXPECT_NE(out.find("mIoU 82.50 over 4 classes"), std::string::npos) << out;
+  // The val list names an image without ground truth: an error naming the file.
+  rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + root + " --split val", &out);
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("zzz.png: ground-truth mask does not exist"), std::string::npos) << out;
+}
+
+TEST(EvalCli, CocoCategoryIds) {
+  const std::string pred = write_coco_tiny_masks("eval-cli-ids", true);
+  std::string out;
+  int rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + coco_tiny_json() +
+                                 " --label-ids coco",
+                             &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("mIoU 100.00"), std::string::npos) << out;
+  EXPECT_NE(out.find("   90  toothbrush"), std::string::npos) << out;
+  // Category-id masks read as consecutive ids are wrong.
+  rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + coco_tiny_json(), &out);
+  EXPECT_EQ(out.find("mIoU 100.00"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace clipes
