@@ -85,7 +85,13 @@ TEST(BadCheckpoints, CorruptZipMember) {
   std::string bytes = fixture_bytes();
   for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 16; ++i) bytes[i] = static_cast<char>(~bytes[i]);
   write_file_atomic(path, bytes);
-  expect_one_line_error(path, {"CRC", "zip member", "/data/"});
+  expect_one_line_error(path, {"CRC", "zip member", "/data/", "the bytes of tensor "});
+  // The tensor named is one of the model's, and the one whose bytes sit in the middle of the file.
+  const CliResult r = clipes_info(path);
+  std::string tensor = r.output.substr(r.output.find("the bytes of tensor ") + 20);
+  tensor = tensor.substr(0, tensor.find_first_of(",\n"));
+  EXPECT_TRUE(fixture_tensors().count(tensor)) << tensor;
+  EXPECT_EQ(tensor, "token_embedding.weight");  // 6.3 MB of the 10.8 MB fixture, stored in the middle
 }
 
 TEST(BadCheckpoints, CorruptZipIsCaughtBeforeLibTorch) {

@@ -47,7 +47,9 @@ TEST(ZeroShot, ProbabilitiesAreSoftmaxOfScaledCosines) {
   double sum = 0;
   for (size_t i = 0; i < ranked.size(); ++i) {
     sum += ranked[i].probability;
-    if (i) EXPECT_GE(ranked[i - 1].probability, ranked[i].probability);
+    if (i) {
+      EXPECT_GE(ranked[i - 1].probability, ranked[i].probability);
+    }
   }
   EXPECT_NEAR(sum, 1.0, 1e-6);
 
@@ -80,7 +82,9 @@ TEST(ClassifyCommand, JsonIsRankedAndSumsToOne) {
   double sum = 0;
   for (size_t i = 0; i < predictions.size(); ++i) {
     sum += predictions[i].at("probability").get<double>();
-    if (i) EXPECT_GE(predictions[i - 1].at("probability").get<double>(), predictions[i].at("probability").get<double>());
+    if (i) {
+      EXPECT_GE(predictions[i - 1].at("probability").get<double>(), predictions[i].at("probability").get<double>());
+    }
   }
   EXPECT_NEAR(sum, 1.0, 1e-6);
   EXPECT_EQ(j.at("template"), "a photo of a {}.");

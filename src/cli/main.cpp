@@ -1,7 +1,7 @@
 // clipes — CLIP-ES pseudo masks from image-level labels.
 // Entry point: builds the CLI from the registered commands and maps errors to
 // exit codes (0 ok, 1 partial failure reported by a command, 2 fatal error).
-#include <spdlog/sinks/stderr_color_sinks.h>
+#include <spdlog/sinks/stdout_color_sinks.h>  // declares stderr_color_mt too
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 

@@ -5,6 +5,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -62,6 +63,31 @@ TensorMap load_state_dict(const std::string& path, const std::string& bytes) {
   return out;
 }
 
+// The tensors whose bytes a damaged ".../data/<key>" member holds. Only raw
+// tensor bytes are damaged, so the archive's structure is intact and LibTorch
+// (which never checks CRCs) can still read it; the tensors whose storage equals
+// the member's bytes are the damaged ones. "" if that cannot be told.
+std::string tensors_in_member(const std::string& path, const std::string& bytes, const std::string& member) {
+  const size_t slash = member.find('/');
+  const std::string record = slash == std::string::npos ? member : member.substr(slash + 1);
+  if (record.rfind("data/", 0) != 0) return "";
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(
+        std::make_unique<caffe2::serialize::IStreamAdapter>(new std::istringstream(bytes)));
+    const auto [data, size] = reader.getRecord(record);
+    const TensorMap all = reader.hasRecord("constants.pkl") ? load_torchscript(path) : load_state_dict(path, bytes);
+    std::string names;
+    for (const auto& [name, t] : all) {
+      const c10::Storage& storage = t.storage();
+      if (storage.nbytes() == size && std::memcmp(storage.data_ptr().get(), data.get(), size) == 0)
+        names += (names.empty() ? "" : ", ") + name;
+    }
+    return names;
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
 bool is_zip(const std::string& bytes) { return bytes.size() >= 4 && bytes.compare(0, 4, "PK\x03\x04") == 0; }
 
 }  // namespace
@@ -90,7 +116,14 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (is_zip(bytes)) {
       // LibTorch does not check member CRCs and may crash on damaged data:
       // verify the whole archive before it sees it.
-      verify_zip_integrity(bytes, path);
+      try {
+        verify_zip_integrity(bytes, path);
+      } catch (const ZipMemberCorrupt& e) {
+        const std::string tensors = tensors_in_member(path, bytes, e.member());
+        if (tensors.empty()) throw;
+        throw file_error(path, "corrupt data in zip member " + e.member() + " (CRC-32 mismatch), the bytes of tensor " +
+                                   tensors);
+      }
       // Both TorchScript archives and torch.save files are zips; only
       // TorchScript ones carry constants.pkl (and code/).
       caffe2::serialize::PyTorchStreamReader reader(

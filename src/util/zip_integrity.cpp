@@ -55,12 +55,12 @@ void verify_zip_integrity(const std::string& bytes, const std::string& path) {
       const std::string text = zip_file_strerror(file);
       zip_fclose(file);
       if (code == ZIP_ER_CRC)
-        throw file_error(path, "corrupt data in zip member " + name + " (CRC-32 mismatch)");
+        throw ZipMemberCorrupt(path + ": corrupt data in zip member " + name + " (CRC-32 mismatch)", name);
       throw file_error(path, "damaged zip member " + name + " (" + text + ")");
     }
     const int close_code = zip_fclose(file);  // a ZIP_ER_* code
     if (close_code == ZIP_ER_CRC)
-      throw file_error(path, "corrupt data in zip member " + name + " (CRC-32 mismatch)");
+      throw ZipMemberCorrupt(path + ": corrupt data in zip member " + name + " (CRC-32 mismatch)", name);
     if (close_code != 0)
       throw file_error(path, "damaged zip member " + name + " (libzip error " + std::to_string(close_code) + ")");
   }
