@@ -83,7 +83,8 @@ TEST(AttentionAffinity, RefineMasksColumnsWithTheBoxAndNormalises) {
   r = r - r.min();
   r = r / (r.max() + 1e-7);
   EXPECT_TRUE(torch::allclose(refined[0], r, 1e-5, 1e-6));
-  EXPECT_NEAR(refined.max().item<float>(), 1.0f, 1e-6);
+  // max/(max + 1e-7) is just below 1 when S·(B⊙cam) is small, as in the reference.
+  EXPECT_NEAR(refined.max().item<float>(), 1.0f, 1e-5);
   EXPECT_NEAR(refined.min().item<float>(), 0.0f, 1e-7);
 }
 
@@ -103,7 +104,7 @@ TEST(AttentionAffinity, AllZeroCamRefinesToZero) {
   cams[1].zero_();
   const at::Tensor refined = aff.refine(cams, 0.4);
   EXPECT_EQ(refined[1].abs().sum().item<float>(), 0.0f);
-  EXPECT_NEAR(refined[0].max().item<float>(), 1.0f, 1e-6);
+  EXPECT_NEAR(refined[0].max().item<float>(), 1.0f, 1e-5);
   EXPECT_EQ(aff.refine(torch::zeros({0, h, w}), 0.4).size(0), 0);
 }
 
