@@ -28,6 +28,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <thread>
 
 #include "clipes/cam/softmax_gradcam.h"
@@ -50,6 +51,7 @@ struct Batch {
   at::Tensor images;  // [B,3,S,S] normalised
   at::Tensor tokens;  // [B,L] int64, L = longest caption + 2
   at::Tensor positive;  // [B,B] float: image i ↔ caption j match
+  at::Tensor prompt_positive;  // [B, classes + backgrounds]: what image i contains
 };
 
 Batch make_batch(uint64_t seed, int64_t first, int size, int image_size, const clipes::BpeTokenizer& tok,
@@ -72,15 +74,25 @@ Batch make_batch(uint64_t seed, int64_t first, int size, int image_size, const c
   b.images = torch::stack(images);
   b.tokens = torch::zeros({size, static_cast<int64_t>(longest)}, torch::kLong);
   b.positive = torch::zeros({size, size});
+  const int n_cls = static_cast<int>(clipes::toy_class_names().size());
+  b.prompt_positive = torch::zeros({size, n_cls + static_cast<int>(clipes::toy_background_names().size())});
+  auto prompt_pos = b.prompt_positive.accessor<float, 2>();
   auto tokens = b.tokens.accessor<int64_t, 2>();
   auto pos = b.positive.accessor<float, 2>();
   for (int i = 0; i < size; ++i) {
     for (size_t k = 0; k < longest; ++k) tokens[i][k] = ids[i][k];
+    for (int c : samples[i].labels) prompt_pos[i][c] = 1;
+    prompt_pos[i][n_cls + samples[i].background] = 1;
     for (int j = 0; j < size; ++j)
       pos[i][j] = samples[i].labels == samples[j].labels &&
                   (!samples[j].caption_names_background || samples[i].background == samples[j].background);
   }
   return b;
+}
+
+// Cross-entropy of each row against the normalised positives of that row.
+at::Tensor multi_positive_ce(const at::Tensor& logits, const at::Tensor& positive) {
+  return -(positive / positive.sum(1, true) * torch::log_softmax(logits, 1)).sum(1).mean();
 }
 
 // Symmetric cross-entropy against soft targets (rows of `positive`, normalised).
@@ -95,7 +107,7 @@ at::Tensor soft_infonce(const at::Tensor& logits, const at::Tensor& positive) {
 at::Tensor unit(const at::Tensor& x) { return x / x.norm(2, -1, true); }
 
 struct Prompts {
-  std::vector<std::string> class_words, background;
+  std::vector<std::string> class_words, class_prompts, background;
   std::string templ;
 };
 
@@ -108,7 +120,10 @@ Prompts read_prompts(const std::string& path) {
   }
   Prompts p;
   p.templ = j.value("template", "a photo of a {}.");
-  for (const auto& c : j.at("classes")) p.class_words.push_back(c.at("name").get<std::string>());
+  for (const auto& c : j.at("classes")) {
+    p.class_words.push_back(c.at("name").get<std::string>());
+    p.class_prompts.push_back(c.value("prompt", p.class_words.back()));
+  }
   p.background = j.value("background", std::vector<std::string>{});
   if (p.class_words != clipes::toy_class_names())
     throw clipes::file_error(path, "classes differ from the toy world's (order matters)");
@@ -130,6 +145,7 @@ at::Tensor text_features(const clipes::ClipModel& model, const clipes::BpeTokeni
 // images at their native sizes (CLIP-ES ceil-16 input, spec §3).
 void evaluate(const clipes::ClipModel& model, const clipes::BpeTokenizer& tok, const Prompts& prompts,
               uint64_t seed, int count, int cam_count) {
+  if (count <= 0) return;
   torch::NoGradGuard no_grad;
   const at::Tensor cls_text = text_features(model, tok, prompts.templ, prompts.class_words);
   const at::Tensor bg_text = text_features(model, tok, prompts.templ, prompts.background);
@@ -167,7 +183,6 @@ void evaluate(const clipes::ClipModel& model, const clipes::BpeTokenizer& tok, c
     if (i < cam_count) {
       // GradCAM with the ground-truth labels (as CLIP-ES does), no CAA; pixel
       // label = argmax of [1 - max cam, cams] (spec §7 with α = 1).
-      torch::NoGradGuard none;
       std::vector<int64_t> idx(s.labels.begin(), s.labels.end());
       const at::Tensor feats = torch::cat({cls_text.index({torch::tensor(idx)}), bg_text});
       at::Tensor cams;
@@ -216,9 +231,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Train the toy CLIP contrastively on the synthetic toy world"};
   std::string out = "models/toy-clip.pt", vocab = "models/toy-vocab.txt.gz", prompts_path = "prompts/toy.json";
   int64_t images = 20000;
-  int batch = 64, image_size = 160, threads = 2;
-  int vision_width = 128, vision_layers = 6, text_width = 64, text_layers = 2, embed_dim = 64;
-  double lr = 1e-3, weight_decay = 0.05, warmup = 0.05;
+  int batch = 32, image_size = 160, threads = 2;
+  int vision_width = 128, vision_layers = 4, text_width = 64, text_layers = 2, embed_dim = 64;
+  double lr = 2e-3, weight_decay = 0.05, warmup = 0.05, prompt_weight = 1.0;
   uint64_t data_seed = 1, init_seed = 0, eval_seed = 2;
   int eval_images = 500, cam_images = 100;
   bool eval_only = false;
@@ -236,6 +251,7 @@ int main(int argc, char** argv) {
   app.add_option("--embed-dim", embed_dim);
   app.add_option("--lr", lr, "peak AdamW learning rate");
   app.add_option("--weight-decay", weight_decay, "AdamW weight decay (matrices only)");
+  app.add_option("--prompt-weight", prompt_weight, "weight of the class-prompt term (0: captions only)");
   app.add_option("--warmup", warmup, "warm-up fraction of the steps (then cosine to 0)");
   app.add_option("--seed", data_seed, "training data seed");
   app.add_option("--init-seed", init_seed, "weight initialisation seed");
@@ -284,6 +300,20 @@ int main(int argc, char** argv) {
                                       torch::optim::AdamWOptions(lr).betas({0.9, 0.98}).eps(1e-6).weight_decay(0)));
     torch::optim::AdamW optimizer(groups);
 
+    // Token rows of every prompt variant, cut to the longest (causal: same features).
+    std::map<std::string, at::Tensor> prompt_tokens;
+    {
+      std::vector<std::string> words = prompts.background;
+      for (size_t c = 0; c < prompts.class_words.size(); ++c) {
+        for (const auto& w : clipes::toy_class_words()[c]) words.push_back(w);
+        words.push_back(prompts.class_prompts[c]);
+      }
+      for (const auto& w : words) {
+        std::string t = prompts.templ;
+        t.replace(t.find("{}"), 2, w);
+        prompt_tokens[w] = torch::tensor(tok.encode_for_model(t, 77), torch::kLong).slice(0, 0, 24);
+      }
+    }
     const int64_t steps = images / batch;
     const int64_t warmup_steps = std::max<int64_t>(1, static_cast<int64_t>(warmup * steps));
     // Batches are rendered ahead by one thread while torch computes.
@@ -309,9 +339,29 @@ int main(int argc, char** argv) {
       const at::Tensor img_mean = unit(model->vision_project(x.slice(1, 1).mean(1)));
       const at::Tensor txt = unit(model->encode_text(b.tokens));
       const at::Tensor scale = logit_scale.exp();
-      const at::Tensor loss = (soft_infonce(scale * torch::matmul(img_mean, txt.t()), b.positive) +
-                               soft_infonce(scale * torch::matmul(img_cls, txt.t()), b.positive)) /
-                              2;
+      const at::Tensor caption_loss = (soft_infonce(scale * torch::matmul(img_mean, txt.t()), b.positive) +
+                                       soft_infonce(scale * torch::matmul(img_cls, txt.t()), b.positive)) /
+                                      2;
+      // The prompt term: each image against the class-file prompts (classes
+      // then background words, spec §4 template), all present ones positive.
+      // This is the comparison CLIP-ES makes at inference; it gives every
+      // step a label-dense signal. Prompt variants rotate over the steps:
+      // class name, a synonym, the joint "a,b" string (spec §4 parity mode).
+      std::vector<at::Tensor> prompt_rows;
+      for (size_t c = 0; c < prompts.class_words.size(); ++c) {
+        const auto& words = clipes::toy_class_words()[c];
+        const std::string word = step % 3 == 0 ? words[0]
+                                 : step % 3 == 1 ? words[words.size() > 1 ? 1 : 0]
+                                                 : prompts.class_prompts[c];
+        prompt_rows.push_back(prompt_tokens[word]);
+      }
+      for (const auto& bg : prompts.background) prompt_rows.push_back(prompt_tokens[bg]);
+      const at::Tensor prompt_txt = unit(model->encode_text(torch::stack(prompt_rows)));
+      const at::Tensor prompt_loss =
+          (multi_positive_ce(scale * torch::matmul(img_mean, prompt_txt.t()), b.prompt_positive) +
+           multi_positive_ce(scale * torch::matmul(img_cls, prompt_txt.t()), b.prompt_positive)) /
+          2;
+      const at::Tensor loss = caption_loss + prompt_weight * prompt_loss;
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
@@ -323,8 +373,9 @@ int main(int argc, char** argv) {
       ema = step ? 0.95 * ema + 0.05 * l : l;
       if (step % 10 == 0 || step + 1 == steps) {
         const double el = seconds_since(t0), ips = (step + 1) * batch / el;
-        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
+        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f; captions %.3f, prompts %.3f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
                      static_cast<long long>(step + 1), static_cast<long long>(steps), l, ema,
+                     caption_loss.item<double>(), prompt_loss.item<double>(),
                      std::exp(logit_scale.item<double>()), lr * f, ips, el, (steps - step - 1) * batch / ips);
       }
     }
