@@ -17,9 +17,6 @@ struct ClassProbability {
   double probability = 0;
 };
 
-// "a photo of a {}." with "{}" replaced by `class_name` (every occurrence).
-// Throws clipes::Error if the template has no "{}".
-std::string fill_template(const std::string& prompt_template, const std::string& class_name);
 
 // Standard 224 preprocessing (io/preprocess.h) → encode_image; each class
 // through `prompt_template` and the tokenizer → encode_text; both L2-normalised;

@@ -1,0 +1,99 @@
+// clipes bench — per-stage timings of the pipeline on synthetic photos, with
+// a random-init ViT-B/16 (no weights needed) or a real checkpoint.
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "clipes/model/clip_config.h"
+#include "clipes/model/clip_model.h"
+#include "clipes/pipeline/benchmark.h"
+#include "clipes/pipeline/clip_es.h"
+#include "clipes/text/bpe_tokenizer.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+#include "command.h"
+
+namespace clipes::cli {
+namespace {
+
+struct BenchCli {
+  std::string model, vocab, json;
+  std::vector<std::string> cases = {"640x480:2"};
+  int runs = 5, warmup = 1, max_tokens = 2500;
+  RuntimeOptions runtime;
+};
+
+// "640x480:2" → {h=480, w=640, K=2}; "640x480" means K = 2.
+BenchCase parse_case(const std::string& text) {
+  BenchCase c;
+  int w = 0, h = 0, k = 2;
+  const int n = std::sscanf(text.c_str(), "%dx%d:%d", &w, &h, &k);
+  if (n < 2 || w <= 0 || h <= 0 || k <= 0) throw Error("--case: expected WxH[:K], got '" + text + "'");
+  c.width = w, c.height = h, c.labels = k;
+  return c;
+}
+
+int run_bench(const BenchCli& o) {
+  apply_runtime_options(o.runtime);
+  ModelOptions model_options;
+  model_options.precision = parse_precision(o.runtime.precision);
+  model_options.device = o.runtime.device;
+  std::shared_ptr<ClipModel> model;
+  if (o.model.empty()) {
+    spdlog::info("random-init ViT-B/16 (no --model given)");
+    const ClipConfig config = ClipConfig::vit_b_16();
+    model = std::make_shared<ClipModel>(random_clip_weights(config, 0), config, model_options);
+  } else {
+    model = ClipModel::load(o.model, model_options);
+  }
+  // Without a vocabulary the byte-level tokenizer (no merges) is enough: text
+  // features are computed once and are not what is benchmarked.
+  const BpeTokenizer tokenizer = o.vocab.empty() ? BpeTokenizer({}) : BpeTokenizer::from_file(o.vocab);
+  ClipEsConfig config;
+  for (int i = 0; i < 8; ++i) config.class_prompts.push_back("object " + std::to_string(i));
+  config.background_words = {"ground", "grass", "tree", "building", "wall", "sky", "water", "road"};
+  config.max_tokens = o.max_tokens;
+  const ClipEs clip_es(*model, tokenizer, config);
+
+  const double peak = measure_matmul_peak_gflops(precision_dtype(model_options.precision), o.runtime.device);
+  const std::string scratch = (std::filesystem::temp_directory_path() / ("clipes-bench-" + std::to_string(getpid()))).string();
+  std::vector<BenchResult> results;
+  for (const auto& text : o.cases) {
+    const BenchCase c = parse_case(text);
+    spdlog::info("{}: {} runs after {} warm-up", text, o.runs, o.warmup);
+    results.push_back(run_benchmark(clip_es, c, o.runs, o.warmup, peak, scratch));
+  }
+  std::filesystem::remove_all(scratch);
+  std::cout << format_bench_table(results, peak, o.runtime.precision);
+  if (!o.json.empty()) {
+    nlohmann::json j = {{"precision", o.runtime.precision}, {"device", o.runtime.device},
+                        {"threads", torch::get_num_threads()}, {"matmul_peak_gflop_per_s", peak},
+                        {"model", o.model.empty() ? "random-init vit-b-16" : o.model},
+                        {"results", nlohmann::json::array()}};
+    for (const auto& r : results) j["results"].push_back(bench_result_json(r));
+    write_file_atomic(o.json, j.dump(2) + "\n");
+  }
+  return 0;
+}
+
+const bool registered = register_command({
+    "bench", "per-stage timings, GFLOP/s vs the matmul peak, peak memory", [](CLI::App& sub) {
+      auto o = std::make_shared<BenchCli>();
+      sub.add_option("--model", o->model, "checkpoint (default: random-init ViT-B/16)");
+      sub.add_option("--vocab", o->vocab, "BPE vocabulary (default: byte-level, enough for timing)");
+      sub.add_option("--case", o->cases, "WxH[:K] photo size and label count (repeatable)")->capture_default_str();
+      sub.add_option("--runs", o->runs, "timed runs per case")->capture_default_str();
+      sub.add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
+      sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
+      sub.add_option("--json", o->json, "also write the results as JSON");
+      add_runtime_options(sub, o->runtime);
+      return [o]() { return run_bench(*o); };
+    }});
+
+}  // namespace
+}  // namespace clipes::cli

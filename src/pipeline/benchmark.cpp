@@ -1,0 +1,197 @@
+#include "clipes/pipeline/benchmark.h"
+
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <random>
+
+#include "clipes/cam/pseudo_mask.h"
+#include "clipes/io/image_decode.h"
+#include "clipes/io/mask_writer.h"
+#include "clipes/pipeline/clip_es.h"
+
+namespace clipes {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+double mean(const std::vector<double>& v) { return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+// A photo-like test image: smooth colour gradients plus noise, so JPEG decode
+// costs what a real photo costs (a flat image would decode unrealistically fast).
+std::vector<uchar> synthetic_jpeg(int height, int width) {
+  cv::Mat img(height, width, CV_8UC3);
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<int> noise(-20, 20);
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      auto& p = img.at<cv::Vec3b>(y, x);
+      p[0] = cv::saturate_cast<uchar>(255.0 * x / width + noise(rng));
+      p[1] = cv::saturate_cast<uchar>(255.0 * y / height + noise(rng));
+      p[2] = cv::saturate_cast<uchar>(128 + noise(rng));
+    }
+  cv::circle(img, {width / 2, height / 2}, std::min(width, height) / 4, {30, 200, 60}, -1);
+  std::vector<uchar> bytes;
+  cv::imencode(".jpg", img, bytes, {cv::IMWRITE_JPEG_QUALITY, 90});
+  return bytes;
+}
+
+}  // namespace
+
+double block_forward_flop(double L, double D) {
+  // q,k,v + out projection (8LD²) and the 4× MLP (16LD²): 24LD²; QKᵀ and P·V: 4L²D.
+  return 24.0 * L * D * D + 4.0 * L * L * D;
+}
+
+double block_input_backward_flop(double L, double D) {
+  // Each linear layer: one product for the input gradient (24LD²); attention:
+  // dQ, dK, dP, dV are four L×L×D products (8L²D). No weight gradients.
+  return 24.0 * L * D * D + 8.0 * L * L * D;
+}
+
+double measure_matmul_peak_gflops(at::ScalarType dtype, const std::string& device, int n) {
+  torch::NoGradGuard no_grad;
+  const auto options = torch::TensorOptions().dtype(dtype).device(device);
+  const at::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
+  at::Tensor c = torch::mm(a, b);  // warm-up (thread pool, packing buffers)
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    const auto t = Clock::now();
+    c = torch::mm(a, b);
+    (void)c.sum().item<float>();  // forces completion on asynchronous devices
+    best = std::min(best, ms_since(t));
+  }
+  return 2.0 * n * n * static_cast<double>(n) / (best * 1e6);
+}
+
+BenchResult run_benchmark(const ClipEs& clip_es, const BenchCase& bench_case, int runs, int warmup,
+                          double peak_gflops, const std::string& scratch_dir) {
+  const std::vector<uchar> jpeg = synthetic_jpeg(bench_case.height, bench_case.width);
+  std::vector<int> labels;
+  for (int k = 0; k < bench_case.labels; ++k) labels.push_back(k % clip_es.num_classes());
+
+  std::vector<double> decode, preprocess, trunk, last, caa, write, total;
+  BenchResult result;
+  result.bench_case = bench_case;
+  for (int i = 0; i < warmup + runs; ++i) {
+    const auto t_total = Clock::now();
+    auto t = Clock::now();
+    const cv::Mat rgb = decode_image_rgb_bytes(jpeg, "bench.jpg");
+    const double decode_ms = ms_since(t);
+    const ClipEsResult r = clip_es.run(rgb, labels);
+    t = Clock::now();
+    std::vector<int> values;
+    std::vector<int64_t> keys;
+    for (int c : r.class_indices) values.push_back(c + 1), keys.push_back(c);
+    const PseudoMask mask = make_pseudo_mask(r.refined, values);
+    write_mask_outputs(MaskOutputPaths::for_stem(scratch_dir, "bench"), mask, &r.cams, &r.refined, keys, {});
+    const double write_ms = ms_since(t) + r.timings.resize_ms;  // resizing to image size belongs to output
+    const double total_ms = ms_since(t_total);
+    result.input_h = r.input_h;
+    result.input_w = r.input_w;
+    if (i < warmup) continue;
+    decode.push_back(decode_ms);
+    preprocess.push_back(r.timings.preprocess_ms);
+    trunk.push_back(r.timings.trunk_ms);
+    last.push_back(r.timings.last_block_ms);
+    caa.push_back(r.timings.affinity_ms);
+    write.push_back(write_ms);
+    total.push_back(total_ms);
+  }
+
+  const auto& cfg = clip_es.model().config();
+  const double D = cfg.vision.width, P = cfg.vision.patch_size;
+  const double n = (result.input_h / P) * (result.input_w / P);
+  const double L = n + 1;
+  result.tokens = static_cast<int>(L);
+  const double embed_flop = 2.0 * n * (3 * P * P) * D;
+  const double trunk_flop = embed_flop + (cfg.vision.layers - 1) * block_forward_flop(L, D);
+  const double last_flop = block_forward_flop(L, D) + bench_case.labels * block_input_backward_flop(L, D);
+  // CAA: the n×n affinity squared (2n³) and the K refinements (2n²K).
+  const double caa_flop = 2.0 * n * n * n + 2.0 * n * n * bench_case.labels;
+
+  auto stage = [&](const std::string& name, const std::vector<double>& ms, double flop) {
+    StageStats s;
+    s.name = name;
+    s.mean_ms = mean(ms);
+    s.median_ms = median(ms);
+    s.gflop = flop / 1e9;
+    if (flop > 0 && s.mean_ms > 0) {
+      s.gflop_per_s = s.gflop / (s.mean_ms / 1e3);
+      s.peak_fraction = peak_gflops > 0 ? s.gflop_per_s / peak_gflops : 0;
+    }
+    result.stages.push_back(s);
+  };
+  stage("decode", decode, 0);
+  stage("preprocess", preprocess, 0);
+  stage("blocks 1..L-1", trunk, trunk_flop);
+  stage("block L + grads", last, last_flop);
+  stage("CAA", caa, caa_flop);
+  stage("resize+mask+write", write, 0);
+  result.total_mean_ms = mean(total);
+  result.total_median_ms = median(total);
+  result.images_per_s = result.total_mean_ms > 0 ? 1e3 / result.total_mean_ms : 0;
+  result.peak_rss_mb = peak_rss_mb();
+  return result;
+}
+
+nlohmann::json bench_result_json(const BenchResult& r) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& s : r.stages)
+    stages.push_back({{"stage", s.name}, {"mean_ms", s.mean_ms}, {"median_ms", s.median_ms}, {"gflop", s.gflop},
+                      {"gflop_per_s", s.gflop_per_s}, {"peak_fraction", s.peak_fraction}});
+  return {{"height", r.bench_case.height}, {"width", r.bench_case.width}, {"labels", r.bench_case.labels},
+          {"input_h", r.input_h}, {"input_w", r.input_w}, {"tokens", r.tokens}, {"stages", stages},
+          {"total_mean_ms", r.total_mean_ms}, {"total_median_ms", r.total_median_ms},
+          {"images_per_s", r.images_per_s}, {"peak_rss_mb", r.peak_rss_mb}};
+}
+
+std::string format_bench_table(const std::vector<BenchResult>& results, double peak_gflops,
+                               const std::string& precision) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "precision %s, %d threads, measured matmul peak %.0f GFLOP/s\n",
+                precision.c_str(), torch::get_num_threads(), peak_gflops);
+  out += line;
+  for (const auto& r : results) {
+    std::snprintf(line, sizeof line, "\n%dx%d, K=%d  (input %dx%d, %d tokens)\n", r.bench_case.width,
+                  r.bench_case.height, r.bench_case.labels, r.input_w, r.input_h, r.tokens);
+    out += line;
+    std::snprintf(line, sizeof line, "  %-18s %10s %10s %8s %9s %6s\n", "stage", "mean ms", "median ms", "GFLOP",
+                  "GFLOP/s", "peak");
+    out += line;
+    for (const auto& s : r.stages) {
+      if (s.gflop > 0)
+        std::snprintf(line, sizeof line, "  %-18s %10.1f %10.1f %8.1f %9.1f %5.0f%%\n", s.name.c_str(), s.mean_ms,
+                      s.median_ms, s.gflop, s.gflop_per_s, 100 * s.peak_fraction);
+      else
+        std::snprintf(line, sizeof line, "  %-18s %10.1f %10.1f\n", s.name.c_str(), s.mean_ms, s.median_ms);
+      out += line;
+    }
+    std::snprintf(line, sizeof line, "  %-18s %10.1f %10.1f   -> %.2f images/s, peak RSS %.0f MB\n", "total",
+                  r.total_mean_ms, r.total_median_ms, r.images_per_s, r.peak_rss_mb);
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace clipes

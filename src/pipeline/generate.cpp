@@ -1,0 +1,73 @@
+#include "clipes/pipeline/generate.h"
+
+#include <torch/torch.h>
+
+#include <mutex>
+
+#include "clipes/io/image_decode.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+
+ClipEsConfig clip_es_config_for(const ClassConfig& classes) {
+  ClipEsConfig config;
+  for (const auto& c : classes.classes) config.class_prompts.push_back(c.prompt);
+  config.background_words = classes.background;
+  config.templates = {classes.default_template};
+  config.box_threshold = classes.box_threshold;
+  return config;
+}
+
+GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
+                             const std::vector<ImageRecord>& records, const GenerateOptions& options,
+                             const std::function<void(const BatchProgress&)>& progress) {
+  std::vector<BatchJob> jobs;
+  jobs.reserve(records.size());
+  for (const auto& r : records) jobs.push_back({r.id, r.image_path});
+
+  GenerateStats stats;
+  std::mutex stats_mutex;
+  BatchCallbacks callbacks;
+  callbacks.is_complete = [&](const BatchJob& job) {
+    return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, job.id), options.write);
+  };
+  callbacks.decode = [&](const BatchJob& job) {
+    // Labels are checked before decoding: an unlabelled image costs nothing.
+    return decode_image_rgb(job.image_path);
+  };
+  callbacks.compute = [&](size_t index, const BatchJob& job, const cv::Mat& rgb) -> std::function<void()> {
+    const ImageRecord& record = records[index];
+    if (record.labels.empty())
+      throw Error(job.image_path + ": no image-level labels, skipped (CLIP-ES needs at least one)");
+    const std::vector<int> class_indices = classes.resolve_labels(record.labels);
+    auto result = std::make_shared<ClipEsResult>(clip_es.run(rgb, class_indices));
+    std::vector<int> mask_values;
+    std::vector<int64_t> keys;
+    for (int c : result->class_indices) {
+      mask_values.push_back(classes.label_id(c, options.label_ids));
+      keys.push_back(c);
+    }
+    auto mask = std::make_shared<PseudoMask>(make_pseudo_mask(result->refined, mask_values, options.mask));
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex);
+      const ClipEsTimings& t = result->timings;
+      stats.stage_ms_sum.preprocess_ms += t.preprocess_ms;
+      stats.stage_ms_sum.trunk_ms += t.trunk_ms;
+      stats.stage_ms_sum.last_block_ms += t.last_block_ms;
+      stats.stage_ms_sum.affinity_ms += t.affinity_ms;
+      stats.stage_ms_sum.resize_ms += t.resize_ms;
+      ++stats.images_computed;
+      stats.labels_computed += static_cast<int64_t>(keys.size());
+    }
+    const MaskOutputPaths paths = MaskOutputPaths::for_stem(options.batch.out_dir, job.id);
+    return [&options, &record, paths, result, mask, keys, rgb]() {
+      write_mask_outputs(paths, *mask, &result->cams, &result->refined, keys, options.write);
+      if (options.after_write) options.after_write(record, rgb, *result, *mask);
+    };
+  };
+  callbacks.progress = progress;
+  stats.batch = run_batch(jobs, options.batch, callbacks);
+  return stats;
+}
+
+}  // namespace clipes
