@@ -49,9 +49,9 @@ TEST(AttentionAffinity, TransitionIsSymmetricSquareOfSymmetrisedSinkhorn) {
   const int h = 3, w = 4;
   const auto maps = random_attention(8, 1 + h * w, 7);
   const AttentionAffinity aff(maps, h, w);
-  const at::Tensor& s = aff.transition();
+  const at::Tensor s = aff.transition().to(at::kFloat);
   ASSERT_EQ(s.sizes(), (at::IntArrayRef{12, 12}));
-  EXPECT_EQ(s.scalar_type(), at::kFloat);
+  EXPECT_EQ(aff.transition().scalar_type(), at::kDouble);  // see attention_affinity.h: why float64
   EXPECT_TRUE(torch::allclose(s, s.t(), 0, 1e-6));
   // Built step by step from the spec (§6): mean, drop CLS, Sinkhorn 3×, symmetrise, square.
   at::Tensor mean = torch::stack(maps).mean(0)[0].slice(0, 1).slice(1, 1);
@@ -61,7 +61,7 @@ TEST(AttentionAffinity, TransitionIsSymmetricSquareOfSymmetrisedSinkhorn) {
   // [L, L] maps (no batch dimension) give the same matrix.
   std::vector<at::Tensor> squeezed;
   for (const auto& m : maps) squeezed.push_back(m[0]);
-  EXPECT_TRUE(torch::equal(AttentionAffinity(squeezed, h, w).transition(), s));
+  EXPECT_TRUE(torch::equal(AttentionAffinity(squeezed, h, w).transition(), aff.transition()));
 }
 
 TEST(AttentionAffinity, RejectsMapsOfTheWrongSize) {
@@ -79,7 +79,8 @@ TEST(AttentionAffinity, RefineMasksColumnsWithTheBoxAndNormalises) {
   const at::Tensor b = box_mask(cams[0], 0.4);
   EXPECT_GT(b.sum().item<float>(), 0.0f);
   EXPECT_LT(b.sum().item<float>(), h * w);  // the box really removes something
-  at::Tensor r = torch::matmul(aff.transition() * b.reshape({1, -1}), cams[0].reshape({-1, 1})).reshape({h, w});
+  at::Tensor r = torch::matmul(aff.transition().to(at::kFloat) * b.reshape({1, -1}), cams[0].reshape({-1, 1}))
+                     .reshape({h, w});
   r = r - r.min();
   r = r / (r.max() + 1e-7);
   EXPECT_TRUE(torch::allclose(refined[0], r, 1e-5, 1e-6));

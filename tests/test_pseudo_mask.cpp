@@ -17,7 +17,9 @@ at::Tensor cams_1xn(const std::vector<std::vector<float>>& rows) {
 TEST(PseudoMask, ArgmaxOverBackgroundAndClassesWithDatasetIds) {
   // pixel 0: class A strong; 1: class B strong; 2: both weak → background.
   const at::Tensor refined = cams_1xn({{0.9f, 0.2f, 0.3f}, {0.1f, 0.8f, 0.25f}});
-  const PseudoMask m = make_pseudo_mask(refined, {15, 3});
+  PseudoMaskOptions exact;
+  exact.float16_scores = false;  // compare float32 values exactly
+  const PseudoMask m = make_pseudo_mask(refined, {15, 3}, exact);
   ASSERT_EQ(m.labels.type(), CV_8UC1);
   ASSERT_EQ(m.confidence.type(), CV_32FC1);
   ASSERT_EQ(m.labels.size(), cv::Size(3, 1));
@@ -41,6 +43,7 @@ TEST(PseudoMask, BackgroundPowerLowersTheBackground) {
   const at::Tensor refined = cams_1xn({{0.4f}});
   EXPECT_EQ(make_pseudo_mask(refined, {7}).labels.at<uint8_t>(0, 0), 0);  // bg 0.6 > 0.4
   PseudoMaskOptions options;
+  options.float16_scores = false;
   options.bg_power = 2.0;  // bg 0.36 < 0.4
   const PseudoMask m = make_pseudo_mask(refined, {7}, options);
   EXPECT_EQ(m.labels.at<uint8_t>(0, 0), 7);
@@ -89,4 +92,15 @@ TEST(PseudoMask, ConfidenceToU8Rounds) {
   EXPECT_EQ(u8.at<uint8_t>(0, 3), 100);
   EXPECT_EQ(u8.at<uint8_t>(0, 4), 101);
   EXPECT_EQ(u8.at<uint8_t>(0, 5), 255);  // clamped
+}
+
+TEST(PseudoMask, Float16ScoresResolveNearTiesLikeTheReference) {
+  // 0.50002 and 0.50004 are both 0.5 in float16; so is bg = 1 − 0.50004.
+  // The reference takes its argmax over float16 arrays: a three-way tie, and
+  // background wins. In float32 the second class would win.
+  const at::Tensor refined = cams_1xn({{0.50002f}, {0.50004f}});
+  EXPECT_EQ(make_pseudo_mask(refined, {1, 2}).labels.at<uint8_t>(0, 0), 0);
+  PseudoMaskOptions exact;
+  exact.float16_scores = false;
+  EXPECT_EQ(make_pseudo_mask(refined, {1, 2}, exact).labels.at<uint8_t>(0, 0), 2);
 }

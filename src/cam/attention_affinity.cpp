@@ -31,31 +31,32 @@ AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, i
                   ", " + std::to_string(l) + "] for a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) +
                   " grid");
     // CLS row and column dropped (spec §6).
-    const at::Tensor patches = a.detach().reshape({l, l}).slice(0, 1).slice(1, 1).to(torch::kFloat);
+    const at::Tensor patches = a.detach().reshape({l, l}).slice(0, 1).slice(1, 1).to(torch::kDouble);
     sum = sum.defined() ? sum + patches : patches.clone();
   }
   at::Tensor s = sinkhorn_normalize(sum / static_cast<double>(attention.size()), 3);
-  s = (s + s.t()) / 2;
-  transition_ = torch::matmul(s, s);
+  symmetric_ = (s + s.t()) / 2;
 }
+
+at::Tensor AttentionAffinity::transition() const { return torch::matmul(symmetric_, symmetric_); }
 
 at::Tensor AttentionAffinity::refine(const at::Tensor& cams, double box_threshold) const {
   if (cams.dim() != 3 || cams.size(1) != grid_h_ || cams.size(2) != grid_w_)
     throw Error("attention affinity: CAMs must be [K, " + std::to_string(grid_h_) + ", " +
                 std::to_string(grid_w_) + "]");
   const int64_t k = cams.size(0), n = static_cast<int64_t>(grid_h_) * grid_w_;
-  const auto options = transition_.options();
-  if (k == 0) return torch::zeros({0, grid_h_, grid_w_}, options);
-  const at::Tensor cams_f = cams.detach().to(transition_.device(), torch::kFloat);
+  if (k == 0) return torch::zeros({0, grid_h_, grid_w_}, symmetric_.options().dtype(torch::kFloat));
+  const at::Tensor cams_f = cams.detach().to(symmetric_.device(), torch::kFloat);
   std::vector<at::Tensor> masks;
   masks.reserve(k);
   for (int64_t c = 0; c < k; ++c) masks.push_back(box_mask(cams_f[c], box_threshold));
   // S·(B ⊙ cam): the box mask zeroes COLUMNS of S (spec §6); all K at once.
-  const at::Tensor masked = (torch::stack(masks) * cams_f).reshape({k, n}).t();  // [n, K]
-  at::Tensor r = torch::matmul(transition_, masked).t();                          // [K, n]
+  const at::Tensor masked = (torch::stack(masks) * cams_f).reshape({k, n}).t().to(torch::kDouble);  // [n, K]
+  // S²·X as S·(S·X): 4n²K operations instead of the 2n³ of forming S².
+  at::Tensor r = torch::matmul(symmetric_, torch::matmul(symmetric_, masked)).t();  // [K, n]
   r = r - std::get<0>(r.min(1, true));
   r = r / (std::get<0>(r.max(1, true)) + 1e-7);
-  return r.reshape({k, grid_h_, grid_w_}).contiguous();
+  return r.reshape({k, grid_h_, grid_w_}).to(torch::kFloat).contiguous();
 }
 
 }  // namespace clipes

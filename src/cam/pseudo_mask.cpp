@@ -18,7 +18,11 @@ PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& l
                 " CAMs");
   for (int id : label_ids)
     if (id < 1 || id > 254) throw Error("pseudo mask: label id " + std::to_string(id) + " outside 1..254");
-  const at::Tensor cams = refined.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  at::Tensor cams = refined.detach().to(torch::kCPU);
+  if (options.float16_scores) cams = cams.to(torch::kHalf);
+  cams = cams.to(torch::kFloat).contiguous();
+  // numpy float16 ufuncs compute in float32 and round the result to float16.
+  auto round16 = [&](float v) { return options.float16_scores ? static_cast<float>(c10::Half(v)) : v; };
   const int h = static_cast<int>(cams.size(1)), w = static_cast<int>(cams.size(2));
   const int64_t plane = static_cast<int64_t>(h) * w;
   const float* data = cams.data_ptr<float>();
@@ -40,7 +44,7 @@ PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& l
       }
       // bg = (1 − max_c R_c)^α; np.argmax over [bg, R_1..R_K] keeps the first
       // maximum, so background wins ties (spec §7).
-      const float bg = static_cast<float>(std::pow(1.0 - static_cast<double>(fg_max), options.bg_power));
+      const float bg = round16(static_cast<float>(std::pow(round16(1.0f - fg_max), options.bg_power)));
       const bool background = k == 0 || !(fg_max > bg);
       const float conf = background ? (k == 0 ? 1.0f : bg) : fg_max;
       conf_row[x] = conf;

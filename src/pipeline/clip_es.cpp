@@ -20,13 +20,6 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// pytorch-grad-cam's scale_cam_image: (x − min) / (max(x − min) + 1e-7), per map.
-at::Tensor min_max_per_map(const at::Tensor& maps) {
-  const at::Tensor flat = maps.flatten(1);
-  const at::Tensor shifted = flat - std::get<0>(flat.min(1, true));
-  return (shifted / (std::get<0>(shifted.max(1, true)) + 1e-7)).view_as(maps);
-}
-
 }  // namespace
 
 struct ClipEs::Features {
@@ -90,10 +83,10 @@ ClipEsResult ClipEs::run(const cv::Mat& rgb, const std::vector<int>& class_indic
   result.timings.affinity_ms = ms_since(t0);
 
   // Both CAMs go back to the ORIGINAL image size with cv2-style bilinear
-  // resizing (spec §5–§6). The refined ones pass the reference's
-  // scale_cam_image once more on the way (a second min-max).
+  // resizing (spec §5–§6). Both are already min-max normalised exactly once,
+  // as in the reference: a second normalisation is NOT a no-op here, because
+  // the range of S²·(B⊙cam) can be ~1e-5, comparable to the 1e-7 epsilon.
   t0 = Clock::now();
-  if (config_.refine) refined_grid = min_max_per_map(refined_grid);
   const at::Tensor both = torch::cat({cam.cams, refined_grid}, 0).to(torch::kFloat);
   const at::Tensor resized = resize_cams_bilinear(both, rgb.rows, rgb.cols);
   result.cams = resized.slice(0, 0, num_labels);

@@ -11,6 +11,11 @@ namespace clipes {
 struct PseudoMaskOptions {
   double bg_power = 1.0;      // α in bg = (1 − max_c R_c)^α
   double ignore_below = 0.0;  // τ: pixels whose confidence < τ become 255 (ignore)
+  // Decide on float16-rounded scores, as the reference does: it saves its CAMs
+  // as float16 and its evaluation takes the argmax of those (numpy float16
+  // arithmetic for the background too). Near-ties then resolve the same way,
+  // and masks agree with what `eval --cams` computes from our saved CAMs.
+  bool float16_scores = true;
 };
 
 struct PseudoMask {
