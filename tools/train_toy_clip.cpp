@@ -10,10 +10,13 @@
 //    of ln_post), which is exactly the embedding CLIP-ES takes GradCAM
 //    gradients through (spec §5). Training the mean-pooled path makes each
 //    patch token carry the concepts present at its location, which is what
-//    the CAMs need. Loss = average of the two symmetric InfoNCE losses.
+//    the CAMs need. Every loss term is averaged over the two poolings.
 //  * Captions repeat within a batch (few classes), so InfoNCE uses soft
 //    targets: caption j is a positive for image i when it names exactly i's
 //    classes and either names i's background or none.
+//  * A second, class-prompt term compares each image with the class file's
+//    prompts (classes + background words), as CLIP-ES does at inference.
+//    Only image-level labels are used; masks never reach the trainer.
 //  * Text sequences are cut to the longest caption of the batch: with the
 //    causal mask, positions after EOT never influence the EOT feature, so this
 //    changes nothing but the cost.
@@ -231,6 +234,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Train the toy CLIP contrastively on the synthetic toy world"};
   std::string out = "models/toy-clip.pt", vocab = "models/toy-vocab.txt.gz", prompts_path = "prompts/toy.json";
   int64_t images = 20000;
+  int epochs = 1;
   int batch = 32, image_size = 160, threads = 2;
   int vision_width = 128, vision_layers = 4, text_width = 64, text_layers = 2, embed_dim = 64;
   double lr = 2e-3, weight_decay = 0.05, warmup = 0.05, prompt_weight = 1.0;
@@ -240,7 +244,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "output model (.pt, OpenAI TorchScript layout)");
   app.add_option("--vocab", vocab, "toy BPE vocabulary (make_toy_vocab)");
   app.add_option("--prompts", prompts_path, "toy class file (for the zero-shot evaluation)");
-  app.add_option("--images", images, "training images (rendered on the fly, each seen once)");
+  app.add_option("--images", images, "training images (rendered on the fly)");
+  app.add_option("--epochs", epochs, "passes over the --images training images");
   app.add_option("--batch", batch, "batch size");
   app.add_option("--image-size", image_size, "training resolution (square, multiple of 16)");
   app.add_option("--threads", threads, "torch intra-op threads");
@@ -314,13 +319,16 @@ int main(int argc, char** argv) {
         prompt_tokens[w] = torch::tensor(tok.encode_for_model(t, 77), torch::kLong).slice(0, 0, 24);
       }
     }
-    const int64_t steps = images / batch;
+    // The dataset is images 0..N-1 of the seed's stream, seen `epochs` times
+    // (re-rendered each time: rendering is deterministic and cheaper than
+    // holding 20k images in memory).
+    const int64_t steps_per_epoch = images / batch, steps = steps_per_epoch * epochs;
     const int64_t warmup_steps = std::max<int64_t>(1, static_cast<int64_t>(warmup * steps));
     // Batches are rendered ahead by one thread while torch computes.
     clipes::BoundedQueue<Batch> queue(3);
     std::thread producer([&] {
       for (int64_t s = 0; s < steps; ++s)
-        if (!queue.push(make_batch(data_seed, s * batch, batch, image_size, tok, 77))) break;
+        if (!queue.push(make_batch(data_seed, (s % steps_per_epoch) * batch, batch, image_size, tok, 77))) break;
       queue.close();
     });
     const auto t0 = Clock::now();
