@@ -11,6 +11,9 @@
 #include "clipes/eval/evaluate.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include <filesystem>
+
+#include "clipes/text/class_config.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -53,7 +56,13 @@ const bool registered = register_command({
         options.cam_suffix = o->cam_kind;
         if (o->classes == "voc") options.labels = voc_label_set();
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
-        else if (!o->classes.empty()) options.labels = read_label_set(o->classes, dataset_ids);
+        else if (!o->classes.empty()) {
+          // A built-in class file by name (toy, or any prompts/<name>.json), else a path.
+          std::string path = o->classes;
+          const std::string builtin = ClassConfig::prompts_dir() + "/" + path + ".json";
+          if (!std::filesystem::exists(path) && std::filesystem::exists(builtin)) path = builtin;
+          options.labels = read_label_set(path, dataset_ids);
+        }
 
         const EvalReport report =
             o->cams ? evaluate_cams(o->pred, gt, ids, options) : evaluate_masks(o->pred, gt, ids, options);

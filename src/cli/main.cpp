@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   CLI::App app{"clipes — pixel-level pseudo masks from image-level labels with CLIP (CLIP-ES)"};
   app.set_version_flag("--version", std::string("clipes ") + CLIPES_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // -q/-v also work after the command name
   bool verbose = false, quiet = false;
   app.add_flag("-v,--verbose", verbose, "more log output");
   app.add_flag("-q,--quiet", quiet, "only errors");
