@@ -98,6 +98,20 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
   for (const auto& item : text_->named_parameters(false))
     register_parameter(item.key(), item.value(), options.trainable);
   logit_scale_ = register_parameter("logit_scale", source("logit_scale"), options.trainable);
+  if (dtype_ != at::kFloat && !options.trainable) {
+    const WeightSource fp32 = [&](const std::string& name) {
+      return tensors.at(name).to(device_, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+    };
+    const int last = config.vision.layers - 1;
+    last_block_fp32_ = std::make_shared<ResidualAttentionBlock>(
+        fp32, "visual.transformer.resblocks." + std::to_string(last) + ".", config.vision.heads);
+    proj_fp32_ = fp32("visual.proj");
+  }
+}
+
+const ResidualAttentionBlock& ClipModel::vision_block(int block) const {
+  if (last_block_fp32_ && block == config_.vision.layers - 1) return *last_block_fp32_;
+  return *visual_->transformer->list.at(block);
 }
 
 std::shared_ptr<ClipModel> ClipModel::load(const std::string& path, const ModelOptions& options) {
@@ -149,17 +163,22 @@ at::Tensor ClipModel::run_blocks(const at::Tensor& x_in, int begin, int end, std
 }
 
 at::Tensor ClipModel::vision_block_ln1(int block, const at::Tensor& x) const {
-  return visual_->transformer->list.at(block)->ln1(x);
+  const ResidualAttentionBlock& b = vision_block(block);
+  return b.ln1(&b == last_block_fp32_.get() ? x.to(at::kFloat) : x);
 }
 
 at::Tensor ClipModel::forward_after_ln1(int block, const at::Tensor& x, const at::Tensor& ln1_out,
                                         at::Tensor* head_avg_attn) const {
-  return visual_->transformer->list.at(block)->forward_after_ln1(x, ln1_out, {}, head_avg_attn);
+  const ResidualAttentionBlock& b = vision_block(block);
+  return b.forward_after_ln1(&b == last_block_fp32_.get() ? x.to(at::kFloat) : x, ln1_out, {}, head_avg_attn);
 }
 
 at::Tensor ClipModel::vision_ln_post(const at::Tensor& x) const { return layer_norm_fp32(x, *visual_->ln_post); }
 
-at::Tensor ClipModel::vision_project(const at::Tensor& x) const { return at::matmul(x, visual_->proj); }
+at::Tensor ClipModel::vision_project(const at::Tensor& x) const {
+  if (proj_fp32_.defined() && x.scalar_type() == at::kFloat) return at::matmul(x, proj_fp32_);
+  return at::matmul(x, visual_->proj.to(x.scalar_type()));
+}
 
 at::Tensor ClipModel::encode_image(const at::Tensor& images) const {
   at::Tensor x = run_blocks(embed_image(images), 0, config_.vision.layers);

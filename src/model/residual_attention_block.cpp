@@ -42,9 +42,14 @@ at::Tensor ResidualAttentionBlock::attention(const at::Tensor& h, const at::Tens
   const at::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(hd)));
   at::Tensor scores = at::matmul(q, qkv[1].transpose(-2, -1));  // [B, H, L, L]
   if (attn_mask.defined()) scores = scores + attn_mask;
-  const at::Tensor probs = at::softmax(scores, -1);
+  // Reduced precision: the softmax and the head average run in float32. CAA
+  // min-max normalises S²·(B⊙cam), so bf16-rounded attention maps would move
+  // the refined CAMs far more than the bf16 matmuls do.
+  const bool low_precision = scores.scalar_type() != at::kFloat && scores.scalar_type() != at::kDouble;
+  const at::Tensor probs = low_precision ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1);
   if (head_avg_attn) *head_avg_attn = probs.mean(1);
-  const at::Tensor out = at::matmul(probs, qkv[2]).transpose(1, 2).reshape({b, l, d});
+  const at::Tensor out =
+      at::matmul(low_precision ? probs.to(scores.scalar_type()) : probs, qkv[2]).transpose(1, 2).reshape({b, l, d});
   return at::linear(out, attn_->out_proj->weight, attn_->out_proj->bias);
 }
 

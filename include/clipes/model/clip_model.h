@@ -81,6 +81,13 @@ class ClipModel : public torch::nn::Module {
   std::shared_ptr<VisionTransformer> visual_;
   std::shared_ptr<TextTransformer> text_;
   at::Tensor logit_scale_;
+  // In bf16/fp16: float32 copies of the last vision block and of visual.proj.
+  // The CAMs are gradients taken inside that block, and CAA amplifies small
+  // errors (spec §6), so the one block per image that matters most runs in
+  // float32 while the trunk keeps the fast dtype.
+  std::shared_ptr<ResidualAttentionBlock> last_block_fp32_;
+  at::Tensor proj_fp32_;
+  const ResidualAttentionBlock& vision_block(int block) const;
 };
 
 }  // namespace clipes
