@@ -40,9 +40,7 @@ BenchCase parse_case(const std::string& text) {
 
 int run_bench(const BenchCli& o) {
   apply_runtime_options(o.runtime);
-  ModelOptions model_options;
-  model_options.precision = parse_precision(o.runtime.precision);
-  model_options.device = o.runtime.device;
+  const ModelOptions model_options = to_model_options(o.runtime);
   std::shared_ptr<ClipModel> model;
   if (o.model.empty()) {
     spdlog::info("random-init ViT-B/16 (no --model given)");

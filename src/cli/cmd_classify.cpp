@@ -10,6 +10,7 @@
 #include "clipes/text/text_features.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -23,25 +24,9 @@ struct Options {
   RuntimeOptions runtime;
 };
 
-// "dog, cat,,bird" → {"dog", "cat", "bird"}.
-std::vector<std::string> split_classes(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t comma = text.find(',', start);
-    if (comma == std::string::npos) comma = text.size();
-    std::string name = text.substr(start, comma - start);
-    const size_t b = name.find_first_not_of(" \t"), e = name.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(name.substr(b, e - b + 1));
-    start = comma + 1;
-  }
-  if (out.empty()) throw Error("--classes \"" + text + "\": no class names");
-  return out;
-}
-
 int run_classify(const Options& o) {
   apply_runtime_options(o.runtime);
-  const std::vector<std::string> classes = split_classes(o.classes);
+  const std::vector<std::string> classes = split_comma_list(o.classes);
   fill_template(o.prompt_template, "x");  // reject a template without {} before loading anything
   if (o.topk < 0) throw Error("--topk must be >= 0");
   const cv::Mat rgb = decode_image_rgb(o.image);

@@ -20,6 +20,7 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/sha256.h"
+#include "clipes/util/strings.h"
 #include "command.h"
 #include "progress_bar.h"
 
@@ -46,27 +47,12 @@ struct GenerateCli {
   RuntimeOptions runtime;
 };
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : text + ",") {
-    if (c == ',') {
-      const auto b = cur.find_first_not_of(' '), e = cur.find_last_not_of(' ');
-      if (b != std::string::npos) out.push_back(cur.substr(b, e - b + 1));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  return out;
-}
-
 std::vector<ImageRecord> read_records(const GenerateCli& o) {
   if (!o.image.empty()) {
     if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
     if (o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
     const std::string stem = std::filesystem::path(o.image).stem().string();
-    return {ImageRecord{safe_stem(stem, o.image), o.image, split_list(o.labels)}};
+    return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
   }
   if (o.dataset.empty()) throw Error("give --image I --labels L, or --dataset DIR --format voc|coco|folder");
   if (o.format == "voc") {
@@ -96,9 +82,7 @@ int run_generate(const GenerateCli& o) {
   // One image: an unknown label is the user's typo, so fail now with the list.
   if (!o.image.empty()) classes.resolve_labels(records[0].labels);
 
-  ModelOptions model_options;
-  model_options.precision = parse_precision(o.runtime.precision);
-  model_options.device = o.runtime.device;
+  const ModelOptions model_options = to_model_options(o.runtime);
   spdlog::info("loading {} ({}, {})", o.model, o.runtime.precision, o.runtime.device);
   auto model = ClipModel::load(o.model, model_options);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);

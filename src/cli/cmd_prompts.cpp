@@ -49,9 +49,7 @@ int run_rank(const RankCli& o) {
     throw Error("--format: expected voc, coco or folder, got '" + o.format + "'");
   }
 
-  ModelOptions model_options;
-  model_options.precision = parse_precision(o.runtime.precision);
-  model_options.device = o.runtime.device;
+  const ModelOptions model_options = to_model_options(o.runtime);
   auto model = ClipModel::load(o.model, model_options);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 

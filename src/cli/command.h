@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "clipes/model/clip_model.h"
+
 namespace clipes::cli {
 
 struct Command {
@@ -31,6 +33,9 @@ struct RuntimeOptions {
   int threads = 0;                // 0 = one per core
 };
 void add_runtime_options(CLI::App& sub, RuntimeOptions& options);
+// --device/--precision as the model's options (throws clipes::Error on a bad precision).
+ModelOptions to_model_options(const RuntimeOptions& options);
+
 // Applies --threads (LibTorch defaults to 1 thread in some builds).
 void apply_runtime_options(const RuntimeOptions& options);
 

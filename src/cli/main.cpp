@@ -35,6 +35,13 @@ void add_runtime_options(CLI::App& sub, RuntimeOptions& options) {
       ->capture_default_str();
 }
 
+ModelOptions to_model_options(const RuntimeOptions& options) {
+  ModelOptions model;
+  model.precision = parse_precision(options.precision);
+  model.device = options.device;
+  return model;
+}
+
 void apply_runtime_options(const RuntimeOptions& options) {
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -13,6 +13,8 @@
 #include "clipes/data/safe_path.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/util/atomic_file.h"
+#include "clipes/util/strings.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
 
 namespace fs = std::filesystem;
@@ -51,23 +53,6 @@ const std::vector<std::pair<int, std::string>>& coco_categories() {
 }
 
 namespace {
-
-std::string trim(const std::string& s) {
-  const auto begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return "";
-  const auto end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-
-bool is_dir(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_directory(p, ec);
-}
 
 // Appends `name` unless already there.
 void add_unique(std::vector<std::string>& labels, const std::string& name) {

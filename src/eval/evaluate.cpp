@@ -14,6 +14,7 @@
 #include "clipes/eval/confusion_matrix.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
 
 namespace fs = std::filesystem;
@@ -21,15 +22,6 @@ namespace fs = std::filesystem;
 namespace clipes {
 
 namespace {
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
-bool is_dir(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_directory(p, ec);
-}
 
 // Runs body(index, worker) for index in [0, n) on `threads` workers; the first
 // exception stops the others and is rethrown.
@@ -92,6 +84,18 @@ void check_same_size(const cv::Mat& prediction, const cv::Mat& truth, const std:
                                   " is " + std::to_string(truth.cols) + "x" + std::to_string(truth.rows));
 }
 
+// The header fields every report shares.
+EvalReport new_report(const std::string& mode, const std::string& pred_dir, const GtSource& gt,
+                      const std::vector<std::string>& ids) {
+  EvalReport report;
+  report.mode = mode;
+  report.pred_dir = pred_dir;
+  report.gt_path = gt.path();
+  report.gt_kind = gt.kind_name();
+  report.num_images = ids.size();
+  return report;
+}
+
 }  // namespace
 
 EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const std::vector<std::string>& ids,
@@ -100,12 +104,7 @@ EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const
   const fs::path masks = is_dir(fs::path(pred_dir) / "masks") ? fs::path(pred_dir) / "masks" : fs::path(pred_dir);
   if (!is_dir(masks)) throw file_error(pred_dir, "prediction folder does not exist");
 
-  EvalReport report;
-  report.mode = "masks";
-  report.pred_dir = pred_dir;
-  report.gt_path = gt.path();
-  report.gt_kind = gt.kind_name();
-  report.num_images = ids.size();
+  EvalReport report = new_report("masks", pred_dir, gt, ids);
   std::vector<std::string> present;
   for (const auto& id : ids) {
     gt.require(id);  // an id without ground truth is a list/GT problem, not a missing prediction
@@ -142,12 +141,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   for (int i = 1; i <= 19; ++i) settings.push_back({"threshold", i / 20.0, 0, false});
   const size_t num_settings = settings.size();
 
-  EvalReport report;
-  report.mode = "cams";
-  report.pred_dir = pred_dir;
-  report.gt_path = gt.path();
-  report.gt_kind = gt.kind_name();
-  report.num_images = ids.size();
+  EvalReport report = new_report("cams", pred_dir, gt, ids);
   std::vector<std::string> present;
   for (const auto& id : ids) {
     gt.require(id);

@@ -11,6 +11,7 @@
 #include "clipes/data/safe_path.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/util/atomic_file.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
 
 namespace fs = std::filesystem;
@@ -18,15 +19,6 @@ namespace fs = std::filesystem;
 namespace clipes {
 
 namespace {
-
-bool is_dir(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_directory(p, ec);
-}
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
 
 std::string display_name(const std::string& name) {
   std::string first = name.substr(0, name.find(','));

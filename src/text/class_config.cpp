@@ -10,6 +10,7 @@
 #include <set>
 
 #include "clipes/util/atomic_file.h"
+#include "clipes/util/strings.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
@@ -17,13 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string trim(const std::string& s) {
-  const auto begin = s.find_first_not_of(" \t\r\n");
-  if (begin == std::string::npos) return {};
-  const auto end = s.find_last_not_of(" \t\r\n");
-  return s.substr(begin, end - begin + 1);
-}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -162,15 +156,7 @@ ClassConfig ClassConfig::resolve(const std::string& name_or_path) {
 }
 
 std::vector<std::string> ClassConfig::split_synonyms(const std::string& prompt) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= prompt.size()) {
-    const size_t comma = std::min(prompt.find(',', start), prompt.size());
-    const std::string piece = trim(prompt.substr(start, comma - start));
-    if (!piece.empty()) out.push_back(piece);
-    start = comma + 1;
-  }
-  return out;
+  return split_comma_list(prompt);
 }
 
 std::vector<int> ClassConfig::resolve_labels(const std::vector<std::string>& names) const {

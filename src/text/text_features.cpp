@@ -5,17 +5,12 @@
 #include "clipes/model/clip_model.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 namespace {
 
 at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, -1, /*keepdim=*/true); }
-
-std::string trim(const std::string& s) {
-  const auto begin = s.find_first_not_of(" \t\n\r");
-  if (begin == std::string::npos) return {};
-  return s.substr(begin, s.find_last_not_of(" \t\n\r") - begin + 1);
-}
 
 }  // namespace
 
@@ -38,16 +33,7 @@ std::string fill_template(const std::string& templ, const std::string& class_tex
 }
 
 std::vector<std::string> split_synonyms(const std::string& class_string) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= class_string.size()) {
-    size_t comma = class_string.find(',', pos);
-    if (comma == std::string::npos) comma = class_string.size();
-    std::string piece = trim(class_string.substr(pos, comma - pos));
-    if (!piece.empty()) out.push_back(piece);
-    pos = comma + 1;
-  }
-  return out;
+  return split_comma_list(class_string);
 }
 
 TextEncoder::TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer)
