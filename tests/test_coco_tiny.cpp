@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>

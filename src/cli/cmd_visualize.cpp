@@ -22,7 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 struct Options {
   std::string out, images, classes = "voc", label_ids = "consecutive", ids;
   int limit = 0;
