@@ -21,6 +21,7 @@
 
 #include "clipes/data/dataset.h"
 #include "clipes/io/indexed_png.h"
+#include "clipes/pipeline/batch_runner.h"
 #include "clipes/util/atomic_file.h"
 #include "test_support.h"
 
@@ -153,10 +154,10 @@ TEST_F(CocoTiny, EvalPrintsATableAndWritesJson) {
 TEST_F(CocoTiny, KilledRunResumesToByteIdenticalOutputs) {
   const std::string dir = test::make_temp_dir("coco-tiny-resume");
   const std::string a = dir + "/a", b = dir + "/b";
-  const std::string subset = " --limit 12 --save-cams";
+  const std::string subset = " --limit 6 --save-cams";
   std::string log;
   ASSERT_EQ(test::run_command(coco_generate(a) + subset, &log), 0) << log;
-  ASSERT_EQ(mask_stems(a).size(), 12u);
+  ASSERT_EQ(mask_stems(a).size(), 6u);
 
   // B: the same run, SIGKILLed once a few images are written.
   const std::string command = "exec " + coco_generate(b) + subset + " > '" + dir + "/b.log' 2>&1";
@@ -169,7 +170,7 @@ TEST_F(CocoTiny, KilledRunResumesToByteIdenticalOutputs) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
   int status = 0;
   bool exited = false;
-  while (mask_stems(b).size() < 3 && std::chrono::steady_clock::now() < deadline) {
+  while (mask_stems(b).size() < 2 && std::chrono::steady_clock::now() < deadline) {
     if (::waitpid(pid, &status, WNOHANG) == pid) {
       exited = true;
       break;
@@ -183,14 +184,14 @@ TEST_F(CocoTiny, KilledRunResumesToByteIdenticalOutputs) {
   ASSERT_FALSE(exited) << "the run ended before it could be killed: " << read_file(dir + "/b.log");
   ASSERT_TRUE(WIFSIGNALED(status));
   const size_t done_before_kill = mask_stems(b).size();
-  ASSERT_GE(done_before_kill, 3u);
-  ASSERT_LT(done_before_kill, 12u) << "killed too late to test resume";
+  ASSERT_GE(done_before_kill, 2u);
+  ASSERT_LT(done_before_kill, 6u) << "killed too late to test resume";
 
   ASSERT_EQ(test::run_command(coco_generate(b) + subset, &log), 0) << log;
   const auto run = nlohmann::json::parse(read_file(b + "/run.json"));
   // The mask is written last, so every mask present at the kill is complete.
   EXPECT_EQ(run["counts"]["skipped_complete"], static_cast<int64_t>(done_before_kill));
-  EXPECT_EQ(run["counts"]["processed"], static_cast<int64_t>(12 - done_before_kill));
+  EXPECT_EQ(run["counts"]["processed"], static_cast<int64_t>(6 - done_before_kill));
   EXPECT_EQ(run["counts"]["failed"], 0);
 
   for (const char* sub : {"masks", "confidence", "cams"}) {
@@ -203,38 +204,56 @@ TEST_F(CocoTiny, KilledRunResumesToByteIdenticalOutputs) {
       EXPECT_TRUE(it->second == bytes) << rel << " differs from the uninterrupted run";
     }
   }
-  EXPECT_EQ(files_under(a, "cams").size(), 36u);  // _cam, _refined, _keys per image
+  EXPECT_EQ(files_under(a, "cams").size(), 18u);  // _cam, _refined, _keys per image
   // Also identical to the full 80-image run (same images, same bytes).
   for (const auto& [rel, bytes] : files_under(b, "masks")) EXPECT_TRUE(read_file(*full_out_ + "/" + rel) == bytes) << rel;
   EXPECT_TRUE(temporaries_under(b).empty()) << temporaries_under(b).front();
 }
 
 TEST_F(CocoTiny, ThreeShardsPartitionTheDataset) {
+  // --limit applies after sharding (BatchOptions): each shard takes the first
+  // 4 of its own images, which keeps this test at 12 images.
+  const std::vector<ImageRecord> records = read_coco_dataset(coco_root());
   const std::string out = test::make_temp_dir("coco-tiny-shards");
-  std::set<std::string> seen;
-  int64_t selected_sum = 0;
+  std::set<std::string> seen, expected;
   for (int i = 0; i < 3; ++i) {
     SCOPED_TRACE("shard " + std::to_string(i));
+    std::set<std::string> mine;
+    for (const auto& r : records)
+      if (mine.size() < 4 && ShardSpec{i, 3}.contains(r.id)) mine.insert(r.id);
+    ASSERT_EQ(mine.size(), 4u) << "a hash split of 80 ids leaves every shard at least 4";
     std::string log;
-    ASSERT_EQ(test::run_command(coco_generate(out) + " --shard " + std::to_string(i) + "/3", &log), 0) << log;
-    const auto run =
-        nlohmann::json::parse(read_file(out + "/run.shard-" + std::to_string(i) + "-of-3.json"));
+    ASSERT_EQ(test::run_command(coco_generate(out) + " --limit 4 --shard " + std::to_string(i) + "/3", &log), 0)
+        << log;
+    const auto run = nlohmann::json::parse(read_file(out + "/run.shard-" + std::to_string(i) + "-of-3.json"));
     // Nothing this shard selected was already written by an earlier shard: disjoint.
     EXPECT_EQ(run["counts"]["skipped_complete"], 0);
     EXPECT_EQ(run["counts"]["failed"], 0);
-    const int64_t selected = run["counts"]["selected"].get<int64_t>();
-    EXPECT_GT(selected, 0) << "a hash split of 80 ids leaves no shard empty";
-    EXPECT_EQ(run["counts"]["processed"], selected);
+    EXPECT_EQ(run["counts"]["selected"], 4);
+    EXPECT_EQ(run["counts"]["processed"], 4);
     const std::set<std::string> now = mask_stems(out);
-    EXPECT_EQ(now.size(), seen.size() + static_cast<size_t>(selected));
+    std::set<std::string> added;
+    for (const auto& id : now)
+      if (!seen.count(id)) added.insert(id);
+    EXPECT_EQ(added, mine);
+    for (const auto& id : mine) EXPECT_TRUE(expected.insert(id).second) << id << " in two shards";
     seen = now;
-    selected_sum += selected;
   }
   EXPECT_FALSE(fs::exists(out + "/run.json"));
-  EXPECT_EQ(selected_sum, 80);
-  EXPECT_EQ(seen, mask_stems(*full_out_));  // union == the unsharded set
+  EXPECT_EQ(seen, expected);
+  EXPECT_EQ(seen.size(), 12u);
   // Same masks as the unsharded run, byte for byte.
   for (const auto& [rel, bytes] : files_under(out, "masks")) EXPECT_TRUE(read_file(*full_out_ + "/" + rel) == bytes) << rel;
+
+  // Without --limit the three shards split all 80 ids exactly once.
+  size_t total = 0;
+  for (const auto& r : records) {
+    int owners = 0;
+    for (int i = 0; i < 3; ++i) owners += ShardSpec{i, 3}.contains(r.id) ? 1 : 0;
+    EXPECT_EQ(owners, 1) << r.id;
+    total += static_cast<size_t>(owners);
+  }
+  EXPECT_EQ(total, 80u);
 }
 
 TEST(CocoTinyFailures, CorruptAndMissingImagesAreRecordedAndTheRestCompletes) {
