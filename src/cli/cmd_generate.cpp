@@ -14,6 +14,8 @@
 
 #include "clipes/data/dataset.h"
 #include "clipes/data/safe_path.h"
+#include "clipes/io/contact_sheet.h"
+#include "clipes/io/indexed_png.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/generate.h"
 #include "clipes/text/bpe_tokenizer.h"
@@ -40,7 +42,7 @@ struct GenerateCli {
   double bg_power = 1.0;
   double ignore_below = 0.0;
   std::string label_ids = "consecutive";
-  bool save_cams = false, no_resume = false, no_caa = false, no_softmax = false;
+  bool save_cams = false, vis = false, no_resume = false, no_caa = false, no_softmax = false;
   int max_tokens = 2500;
   std::string shard = "0/1";
   int64_t limit = -1;
@@ -104,9 +106,21 @@ int run_generate(const GenerateCli& o) {
   options.mask.bg_power = o.bg_power;
   options.mask.ignore_below = o.ignore_below;
   options.write.save_cams = o.save_cams;
-  if (o.label_ids == "consecutive") options.label_ids = ClassConfig::LabelIds::Consecutive;
-  else if (o.label_ids == "dataset" || o.label_ids == "coco") options.label_ids = ClassConfig::LabelIds::Dataset;
-  else throw Error("--label-ids: expected consecutive or dataset (alias coco), got '" + o.label_ids + "'");
+  options.label_ids = ClassConfig::parse_label_ids(o.label_ids);
+  if (o.vis) {
+    // Contact sheets from the in-memory CAMs (full float32, no --save-cams
+    // needed). Written after the mask, so a run killed in between has no sheet
+    // for that image; `clipes visualize` can redo it from saved CAMs.
+    const std::vector<std::string> names_by_id = classes.names_by_mask_value(options.label_ids);
+    const std::filesystem::path vis_dir = std::filesystem::path(o.out) / "vis";
+    options.after_write = [&classes, names_by_id, vis_dir](const ImageRecord& record, const cv::Mat& rgb,
+                                                            const ClipEsResult& result, const PseudoMask& mask) {
+      std::vector<std::string> label_names;
+      for (int c : result.class_indices) label_names.push_back(classes.classes[static_cast<size_t>(c)].name);
+      write_contact_sheet((vis_dir / (record.id + ".jpg")).string(), rgb, label_names, result.cams,
+                          result.refined, mask.labels, names_by_id, voc_palette());
+    };
+  }
 
   spdlog::info("{} images listed; writing to {}", records.size(), o.out);
   ProgressBar bar("generate");
@@ -137,6 +151,7 @@ int run_generate(const GenerateCli& o) {
                   {"softmax", es_config.use_softmax},
                   {"max_tokens", o.max_tokens},
                   {"save_cams", o.save_cams},
+                  {"vis", o.vis},
                   {"precision", o.runtime.precision},
                   {"device", o.runtime.device},
                   {"threads", torch::get_num_threads()},
@@ -190,6 +205,7 @@ const bool registered = register_command({
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (e.g. COCO category ids)")
           ->capture_default_str();
       sub.add_flag("--save-cams", o->save_cams, "also write CAMs and refined CAMs (float16 .npy)");
+      sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg (image, CAMs, refined, mask)");
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
       sub.add_option("--limit", o->limit, "at most this many images");

@@ -5,19 +5,15 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 #include <sstream>
 
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
-#include "clipes/util/atomic_file.h"
+#include "clipes/text/class_config.h"
 #include "clipes/util/error.h"
 #include "command.h"
 
@@ -26,72 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// ---- class names --------------------------------------------------------------
-// Stand-in until clipes::ClassConfig (text/class_config.h) lands: reads only
-// `classes[].name` / `classes[].id` from a prompts/<name>.json class file, or
-// one name per line from a --names file. Replace this block with ClassConfig.
-struct ClassNames {
-  std::vector<std::string> by_index;  // 0-based class index (what <stem>_keys.npy holds) → name
-  std::vector<std::string> by_id;     // mask value → name (0 = background)
-};
-
-std::string find_class_file(const std::string& name_or_path) {
-  if (fs::is_regular_file(name_or_path)) return name_or_path;
-  std::vector<fs::path> candidates;
-  if (const char* dir = std::getenv("CLIPES_PROMPTS_DIR")) candidates.push_back(fs::path(dir) / (name_or_path + ".json"));
-  candidates.push_back(fs::path("prompts") / (name_or_path + ".json"));
-  std::error_code ec;
-  const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  if (!ec) {
-    candidates.push_back(exe_dir / ".." / "prompts" / (name_or_path + ".json"));
-    candidates.push_back(exe_dir / ".." / "share" / "clipes" / "prompts" / (name_or_path + ".json"));
-  }
-  for (const auto& c : candidates)
-    if (fs::is_regular_file(c, ec)) return c.string();
-  throw Error("--classes " + name_or_path + ": neither a file nor a known class set (looked for prompts/" +
-              name_or_path + ".json)");
-}
-
-ClassNames class_names_from_json(const std::string& path) {
-  ClassNames names;
-  try {
-    const nlohmann::json j = nlohmann::json::parse(read_file(path));
-    const auto& classes = j.at("classes");
-    for (size_t i = 0; i < classes.size(); ++i) {
-      const std::string name = classes[i].at("name").get<std::string>();
-      const int id = classes[i].contains("id") ? classes[i].at("id").get<int>() : static_cast<int>(i) + 1;
-      if (id < 0 || id > 255) throw file_error(path, "class " + name + " has id " + std::to_string(id) + " outside 0..255");
-      names.by_index.push_back(name);
-      if (names.by_id.size() <= static_cast<size_t>(id)) names.by_id.resize(static_cast<size_t>(id) + 1);
-      names.by_id[static_cast<size_t>(id)] = name;
-    }
-  } catch (const nlohmann::json::exception& e) {
-    throw file_error(path, std::string("not a class file with classes[].name (") + e.what() + ")");
-  }
-  if (names.by_id.empty()) names.by_id.resize(1);
-  names.by_id[0] = "background";
-  return names;
-}
-
-// One name per line, in class-index order; mask id = index + 1.
-ClassNames class_names_from_lines(const std::string& path) {
-  ClassNames names;
-  names.by_id.push_back("background");
-  std::istringstream in(read_file(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) continue;
-    names.by_index.push_back(line);
-    names.by_id.push_back(line);
-  }
-  if (names.by_index.empty()) throw file_error(path, "no class names");
-  return names;
-}
-// ---- end of the ClassConfig stand-in -------------------------------------------
-
 struct Options {
-  std::string out, images, classes, names_file, ids;
+  std::string out, images, classes = "voc", label_ids = "consecutive", ids;
   int limit = 0;
 };
 
@@ -112,7 +44,8 @@ std::string find_image(const std::string& dir, const std::string& stem) {
   throw file_error((fs::path(dir) / stem).string() + ".{jpg,jpeg,png}", "no such image");
 }
 
-std::string write_sheet(const Options& o, const ClassNames& names, const std::string& stem) {
+std::string write_sheet(const Options& o, const ClassConfig& classes, const std::vector<std::string>& names_by_id,
+                        const std::string& stem) {
   const fs::path out(o.out);
   const std::string cams_dir = (out / "cams").string() + "/";
   const cv::Mat rgb = decode_image_rgb(find_image(o.images, stem));
@@ -124,29 +57,27 @@ std::string write_sheet(const Options& o, const ClassNames& names, const std::st
   std::vector<std::string> labels;
   for (int64_t i = 0; i < keys.size(0); ++i) {
     const int64_t key = keys[i].item<int64_t>();
-    if (key < 0) throw file_error(keys_path, "negative class index " + std::to_string(key));
-    labels.push_back(static_cast<size_t>(key) < names.by_index.size() ? names.by_index[static_cast<size_t>(key)]
-                                                                      : "class " + std::to_string(key));
+    if (key < 0 || key >= classes.num_classes())
+      throw file_error(keys_path, "class index " + std::to_string(key) + " outside the " +
+                                      std::to_string(classes.num_classes()) + " classes of '" + classes.name +
+                                      "' (wrong --classes?)");
+    labels.push_back(classes.classes[static_cast<size_t>(key)].name);
   }
   if (cams.dim() != 3 || cams.size(0) != keys.size(0))
     throw file_error(cams_dir + stem + "_cam.npy", "expected " + std::to_string(keys.size(0)) +
                                                      " CAMs [K,H,W], one per entry of " + stem + "_keys.npy");
   if (refined.sizes() != cams.sizes())
     throw file_error(cams_dir + stem + "_refined.npy", "shape differs from " + stem + "_cam.npy");
-  const cv::Mat sheet = make_contact_sheet(rgb, labels, cams, refined, mask, names.by_id, voc_palette());
-  std::vector<uchar> jpeg;
-  if (!cv::imencode(".jpg", sheet, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90}))
-    throw Error(stem + ": JPEG encoding of the contact sheet failed");
   const std::string path = (out / "vis" / (stem + ".jpg")).string();
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(jpeg.data()), jpeg.size()));
+  write_contact_sheet(path, rgb, labels, cams, refined, mask, names_by_id, voc_palette());
   return path;
 }
 
 int run_visualize(const Options& o) {
-  ClassNames names;
-  if (!o.names_file.empty()) names = class_names_from_lines(o.names_file);
-  else if (!o.classes.empty()) names = class_names_from_json(find_class_file(o.classes));
-  else names.by_id = {"background"};
+  const ClassConfig classes = ClassConfig::resolve(o.classes);
+  // The legend must name mask values the way generate wrote them.
+  const std::vector<std::string> names_by_id =
+      classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));
 
   std::vector<std::string> stems = split_ids(o.ids);
   if (stems.empty()) {
@@ -163,7 +94,7 @@ int run_visualize(const Options& o) {
   size_t failed = 0;
   for (const auto& stem : stems) {
     try {
-      std::cout << write_sheet(o, names, stem) << "\n";
+      std::cout << write_sheet(o, classes, names_by_id, stem) << "\n";
     } catch (const std::exception& e) {  // one bad image does not stop the others
       spdlog::error("{}", e.what());
       ++failed;
@@ -180,8 +111,10 @@ const bool registered = register_command({
       auto o = std::make_shared<Options>();
       sub.add_option("--out", o->out, "the folder `clipes generate` wrote (masks/, cams/)")->required();
       sub.add_option("--images", o->images, "folder with the input images (<stem>.jpg|jpeg|png)")->required();
-      sub.add_option("--classes", o->classes, "class names: voc, coco or a prompts JSON file");
-      sub.add_option("--names", o->names_file, "class names, one per line in class-index order (instead of --classes)");
+      sub.add_option("--classes", o->classes, "class file generate used: voc, coco, toy or a JSON path")
+          ->capture_default_str();
+      sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset")
+          ->capture_default_str();
       sub.add_option("--ids", o->ids, "only these stems, comma-separated");
       sub.add_option("--limit", o->limit, "at most N images (0 = all)")->capture_default_str();
       return [o]() { return run_visualize(*o); };

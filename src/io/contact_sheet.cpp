@@ -2,11 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
 #include <cmath>
 
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
@@ -153,6 +155,17 @@ cv::Mat make_contact_sheet(const cv::Mat& rgb, const std::vector<std::string>& l
               kLegendCellWidth - 30);
   }
   return sheet;
+}
+
+void write_contact_sheet(const std::string& path, const cv::Mat& rgb, const std::vector<std::string>& label_names,
+                         const at::Tensor& cams, const at::Tensor& refined, const cv::Mat& mask_ids,
+                         const std::vector<std::string>& class_name_by_id, const std::vector<Rgb>& palette,
+                         int jpeg_quality) {
+  const cv::Mat sheet = make_contact_sheet(rgb, label_names, cams, refined, mask_ids, class_name_by_id, palette);
+  std::vector<uchar> jpeg;
+  if (!cv::imencode(".jpg", sheet, jpeg, {cv::IMWRITE_JPEG_QUALITY, jpeg_quality}))
+    throw file_error(path, "JPEG encoding of the contact sheet failed");
+  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(jpeg.data()), jpeg.size()));
 }
 
 }  // namespace clipes

@@ -2,9 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <mutex>
 
 #include "clipes/io/image_decode.h"
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
@@ -24,6 +26,19 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
   std::vector<BatchJob> jobs;
   jobs.reserve(records.size());
   for (const auto& r : records) jobs.push_back({r.id, r.image_path});
+
+  // A run killed mid-write leaves "<output>.tmp-<pid>" files; this shard owns
+  // its images' outputs, so it may sweep theirs (never another shard's).
+  {
+    std::vector<std::string> targets;
+    const std::filesystem::path vis_dir = std::filesystem::path(options.batch.out_dir) / "vis";
+    for (size_t i : select_shard(jobs, options.batch.shard)) {
+      const MaskOutputPaths p = MaskOutputPaths::for_stem(options.batch.out_dir, jobs[i].id);
+      for (const std::string* t : {&p.mask, &p.confidence, &p.cam, &p.refined, &p.keys}) targets.push_back(*t);
+      targets.push_back((vis_dir / (jobs[i].id + ".jpg")).string());  // `generate --vis` sheets
+    }
+    remove_stale_temporaries(targets);
+  }
 
   GenerateStats stats;
   std::mutex stats_mutex;

@@ -184,4 +184,21 @@ int ClassConfig::label_id(int index, LabelIds ids) const {
   return ids == LabelIds::Dataset ? classes[index].id : index + 1;
 }
 
+std::vector<std::string> ClassConfig::names_by_mask_value(LabelIds ids) const {
+  std::vector<std::string> names(1, "background");
+  for (int i = 0; i < num_classes(); ++i) {
+    const int value = label_id(i, ids);
+    if (value < 0 || value > 255) continue;  // cannot appear in an 8-bit mask
+    if (names.size() <= static_cast<size_t>(value)) names.resize(static_cast<size_t>(value) + 1);
+    names[static_cast<size_t>(value)] = classes[static_cast<size_t>(i)].name;
+  }
+  return names;
+}
+
+ClassConfig::LabelIds ClassConfig::parse_label_ids(const std::string& text, const std::string& option) {
+  if (text == "consecutive") return LabelIds::Consecutive;
+  if (text == "dataset" || text == "coco") return LabelIds::Dataset;
+  throw Error(option + ": expected consecutive or dataset (alias coco), got '" + text + "'");
+}
+
 }  // namespace clipes

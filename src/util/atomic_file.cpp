@@ -6,6 +6,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "clipes/util/error.h"
@@ -37,6 +39,33 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
     fs::remove(tmp, ec);
     throw file_error(path, "cannot rename temporary file: " + ec.message());
   }
+}
+
+size_t remove_stale_temporaries(const std::vector<std::string>& targets) {
+  namespace fs = std::filesystem;
+  std::map<fs::path, std::set<std::string>> names_by_folder;
+  for (const auto& t : targets) {
+    const fs::path p(t);
+    names_by_folder[p.parent_path()].insert(p.filename().string());
+  }
+  size_t removed = 0;
+  for (const auto& [folder, names] : names_by_folder) {
+    std::error_code ec;
+    fs::directory_iterator it(folder.empty() ? fs::path(".") : folder, ec), end;
+    if (ec) continue;  // no folder yet: nothing left over
+    std::vector<fs::path> stale;
+    for (; it != end; it.increment(ec)) {
+      if (ec) break;
+      const std::string name = it->path().filename().string();
+      const auto tmp = name.rfind(".tmp-");
+      if (tmp == std::string::npos || tmp + 5 == name.size()) continue;
+      if (name.find_first_not_of("0123456789", tmp + 5) != std::string::npos) continue;
+      if (names.count(name.substr(0, tmp))) stale.push_back(it->path());
+    }
+    for (const auto& p : stale)
+      if (fs::remove(p, ec)) ++removed;
+  }
+  return removed;
 }
 
 std::string read_file(const std::string& path) {

@@ -41,4 +41,12 @@ cv::Mat make_contact_sheet(const cv::Mat& rgb, const std::vector<std::string>& l
                            const at::Tensor& refined, const cv::Mat& mask_ids,
                            const std::vector<std::string>& class_name_by_id, const std::vector<Rgb>& palette);
 
+// make_contact_sheet, JPEG-encoded and written atomically to `path` (parent
+// folders created) — one image's sheet, shared by `clipes visualize` and
+// `clipes generate --vis`. Throws clipes::Error naming `path` on failure.
+void write_contact_sheet(const std::string& path, const cv::Mat& rgb, const std::vector<std::string>& label_names,
+                         const at::Tensor& cams, const at::Tensor& refined, const cv::Mat& mask_ids,
+                         const std::vector<std::string>& class_name_by_id, const std::vector<Rgb>& palette,
+                         int jpeg_quality = 90);
+
 }  // namespace clipes

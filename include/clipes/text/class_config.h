@@ -41,6 +41,12 @@ struct ClassConfig {
 
   enum class LabelIds { Consecutive, Dataset };      // Consecutive: index+1 (bg 0); Dataset: classes[i].id
   int label_id(int index, LabelIds ids = LabelIds::Consecutive) const;
+  // Mask value → class name under `ids` ("background" at 0; values no class
+  // maps to stay empty). For legends of masks written with these ids.
+  std::vector<std::string> names_by_mask_value(LabelIds ids = LabelIds::Consecutive) const;
+  // "consecutive" | "dataset" (alias "coco") → LabelIds; anything else throws
+  // clipes::Error naming `option` (the CLI flag).
+  static LabelIds parse_label_ids(const std::string& text, const std::string& option = "--label-ids");
   int num_classes() const { return static_cast<int>(classes.size()); }
 };
 
