@@ -98,6 +98,20 @@ at::Tensor multi_positive_ce(const at::Tensor& logits, const at::Tensor& positiv
   return -(positive / positive.sum(1, true) * torch::log_softmax(logits, 1)).sum(1).mean();
 }
 
+// Patch-level multiple-instance term (image-level labels only): every patch
+// token, projected like the pooled embedding, picks among the class-file
+// prompts (softmax over classes + background words); a prompt's image score is
+// the mean of its top-k patch probabilities, trained with BCE against
+// presence. Absent classes may win no patch, present ones must win some, so
+// patch tokens become class-discriminative AT their location — what the
+// GradCAM (spec §5) and the attention affinity (spec §6) read.
+at::Tensor patch_mil_loss(const at::Tensor& patch_logits, const at::Tensor& positive, int64_t top_k) {
+  const at::Tensor prob = torch::softmax(patch_logits, 2);  // [B,N,P]
+  const int64_t k = std::min<int64_t>(top_k, prob.size(1));
+  const at::Tensor score = std::get<0>(prob.topk(k, 1)).mean(1).clamp(1e-6, 1 - 1e-6);  // [B,P]
+  return torch::binary_cross_entropy(score, positive);
+}
+
 // Symmetric cross-entropy against soft targets (rows of `positive`, normalised).
 at::Tensor soft_infonce(const at::Tensor& logits, const at::Tensor& positive) {
   const at::Tensor t_i = positive / positive.sum(1, true);
@@ -237,7 +251,9 @@ int main(int argc, char** argv) {
   int epochs = 1;
   int batch = 32, image_size = 160, threads = 2;
   int vision_width = 128, vision_layers = 4, text_width = 64, text_layers = 2, embed_dim = 64;
-  double lr = 2e-3, weight_decay = 0.05, warmup = 0.05, prompt_weight = 1.0;
+  double lr = 2e-3, weight_decay = 0.05, warmup = 0.05, prompt_weight = 1.0, patch_weight = 0.0;
+  double patch_top_fraction = 0.05;
+  std::vector<int> image_sizes;
   uint64_t data_seed = 1, init_seed = 0, eval_seed = 2;
   int eval_images = 500, cam_images = 100;
   bool eval_only = false;
@@ -257,6 +273,10 @@ int main(int argc, char** argv) {
   app.add_option("--lr", lr, "peak AdamW learning rate");
   app.add_option("--weight-decay", weight_decay, "AdamW weight decay (matrices only)");
   app.add_option("--prompt-weight", prompt_weight, "weight of the class-prompt term (0: captions only)");
+  app.add_option("--patch-weight", patch_weight, "weight of the patch-level multiple-instance prompt term");
+  app.add_option("--patch-top-fraction", patch_top_fraction, "fraction of patches pooled per prompt by that term");
+  app.add_option("--image-sizes", image_sizes,
+                 "training resolutions drawn per batch (multiples of 16; overrides --image-size)");
   app.add_option("--warmup", warmup, "warm-up fraction of the steps (then cosine to 0)");
   app.add_option("--seed", data_seed, "training data seed");
   app.add_option("--init-seed", init_seed, "weight initialisation seed");
@@ -277,7 +297,10 @@ int main(int argc, char** argv) {
       evaluate(*model, tok, prompts, eval_seed, eval_images, cam_images);
       return 0;
     }
-    if (image_size % 16) throw clipes::Error("--image-size must be a multiple of 16");
+    if (image_sizes.empty()) image_sizes = {image_size};
+    image_size = image_sizes[0];
+    for (int size : image_sizes)
+      if (size % 16) throw clipes::Error("--image-size(s) must be multiples of 16");
 
     clipes::ClipConfig config;
     config.vision = {vision_width, vision_layers, std::max(1, vision_width / 64), 16, image_size / 16};
@@ -328,7 +351,11 @@ int main(int argc, char** argv) {
     clipes::BoundedQueue<Batch> queue(3);
     std::thread producer([&] {
       for (int64_t s = 0; s < steps; ++s)
-        if (!queue.push(make_batch(data_seed, (s % steps_per_epoch) * batch, batch, image_size, tok, 77))) break;
+        // The size cycles with the step so inference sizes (spec §3.5 resizes
+        // the position embedding) are seen in training; deterministic.
+        if (!queue.push(make_batch(data_seed, (s % steps_per_epoch) * batch, batch,
+                                   image_sizes[s % image_sizes.size()], tok, 77)))
+          break;
       queue.close();
     });
     const auto t0 = Clock::now();
@@ -369,7 +396,14 @@ int main(int argc, char** argv) {
           (multi_positive_ce(scale * torch::matmul(img_mean, prompt_txt.t()), b.prompt_positive) +
            multi_positive_ce(scale * torch::matmul(img_cls, prompt_txt.t()), b.prompt_positive)) /
           2;
-      const at::Tensor loss = caption_loss + prompt_weight * prompt_loss;
+      at::Tensor loss = caption_loss + prompt_weight * prompt_loss;
+      at::Tensor patch_loss = torch::zeros({});
+      if (patch_weight > 0) {
+        const at::Tensor patches = unit(model->vision_project(x.slice(1, 1)));  // [B,N,E]
+        const int64_t top_k = std::max<int64_t>(1, std::lround(patch_top_fraction * patches.size(1)));
+        patch_loss = patch_mil_loss(scale * torch::matmul(patches, prompt_txt.t()), b.prompt_positive, top_k);
+        loss = loss + patch_weight * patch_loss;
+      }
       optimizer.zero_grad();
       loss.backward();
       optimizer.step();
@@ -381,9 +415,9 @@ int main(int argc, char** argv) {
       ema = step ? 0.95 * ema + 0.05 * l : l;
       if (step % 10 == 0 || step + 1 == steps) {
         const double el = seconds_since(t0), ips = (step + 1) * batch / el;
-        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f; captions %.3f, prompts %.3f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
+        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f; captions %.3f, prompts %.3f, patches %.3f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
                      static_cast<long long>(step + 1), static_cast<long long>(steps), l, ema,
-                     caption_loss.item<double>(), prompt_loss.item<double>(),
+                     caption_loss.item<double>(), prompt_loss.item<double>(), patch_loss.item<double>(),
                      std::exp(logit_scale.item<double>()), lr * f, ips, el, (steps - step - 1) * batch / ips);
       }
     }
