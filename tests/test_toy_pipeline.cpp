@@ -1,0 +1,54 @@
+// The toy world end to end (issue #6's CI check): 40 rendered validation
+// images, `clipes generate` with the bundled toy CLIP, `clipes eval`.
+//
+// Thresholds, justified by measurement (docs/ablation.md): on these exact 40
+// images (seed 2, deterministic) the committed model scores 0.586 mIoU with
+// --no-caa and 0.321 with the default pipeline (200 images: 0.592 / 0.339).
+// The bounds sit ~0.05 below, so a broken model, vocabulary, class file or
+// pipeline change fails while thread-count noise does not. They are
+// regression guards, not the issue's 0.60 target, which is not met yet.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "clipes/util/atomic_file.h"
+#include "test_support.h"
+
+namespace clipes {
+namespace {
+
+double toy_miou(const std::string& dir, const std::string& variant, const std::string& extra) {
+  const std::string bin = test::clipes_binary();
+  const std::string models = test::source_dir() + "/models/";
+  std::string log;
+  const std::string out = dir + "/" + variant;
+  EXPECT_EQ(test::run_command(bin + " -q generate --model " + models + "toy-clip.pt --vocab " + models +
+                                  "toy-vocab.txt.gz --classes toy --dataset " + dir +
+                                  "/val --format voc --split val --out " + out + " " + extra,
+                              &log),
+            0)
+      << log;
+  EXPECT_EQ(test::run_command(bin + " eval --pred " + out + " --gt " + dir + "/val --split val --classes toy --json " +
+                                  out + ".json",
+                              &log),
+            0)
+      << log;
+  return nlohmann::json::parse(read_file(out + ".json"))["miou"].get<double>();
+}
+
+TEST(ToyPipeline, BundledModelSegmentsTheToyValidationSet) {
+  const std::string dir = test::make_temp_dir("toy-pipeline");
+  std::string log;
+  ASSERT_EQ(test::run_command(std::string(CLIPES_TOOL_DIR) + "/make_toy_dataset --out " + dir +
+                                  "/val --count 40 --seed 2 --split val",
+                              &log),
+            0)
+      << log;
+  const double no_caa = toy_miou(dir, "no-caa", "--no-caa");
+  const double full = toy_miou(dir, "default", "");
+  std::cout << "[toy] 40 val images: mIoU --no-caa " << no_caa << ", default " << full << "\n";
+  EXPECT_GE(no_caa, 0.53);
+  EXPECT_GE(full, 0.27);
+}
+
+}  // namespace
+}  // namespace clipes
