@@ -57,18 +57,7 @@ std::vector<ImageRecord> read_records(const GenerateCli& o) {
     return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
   }
   if (o.dataset.empty()) throw Error("give --image I --labels L, or --dataset DIR --format voc|coco|folder");
-  if (o.format == "voc") {
-    VocOptions voc;
-    voc.list_file = o.list;
-    voc.split = o.split;
-    return read_voc_dataset(o.dataset, voc);
-  }
-  if (o.format == "coco") return read_coco_dataset(o.dataset, o.images_dir);
-  if (o.format == "folder") {
-    if (o.labels_file.empty()) throw Error("--format folder needs --labels-file (CSV or JSON)");
-    return read_folder_dataset(o.dataset, o.labels_file);
-  }
-  throw Error("--format: expected voc, coco or folder, got '" + o.format + "'");
+  return read_dataset({o.dataset, o.format, o.split, o.list, o.labels_file, o.images_dir});
 }
 
 int run_generate(const GenerateCli& o) {

@@ -35,19 +35,8 @@ int run_rank(const RankCli& o) {
   const std::string templates_path = o.templates.empty() ? ClassConfig::prompts_dir() + "/templates.txt" : o.templates;
   const std::vector<std::string> templates = read_templates(templates_path);
 
-  std::vector<ImageRecord> records;
-  if (o.format == "voc") {
-    VocOptions voc;
-    voc.split = o.split;
-    voc.list_file = o.list;
-    records = read_voc_dataset(o.dataset, voc);
-  } else if (o.format == "coco") {
-    records = read_coco_dataset(o.dataset, o.images_dir);
-  } else if (o.format == "folder") {
-    records = read_folder_dataset(o.dataset, o.labels_file);
-  } else {
-    throw Error("--format: expected voc, coco or folder, got '" + o.format + "'");
-  }
+  const std::vector<ImageRecord> records =
+      read_dataset({o.dataset, o.format, o.split, o.list, o.labels_file, o.images_dir});
 
   const ModelOptions model_options = to_model_options(o.runtime);
   auto model = ClipModel::load(o.model, model_options);

@@ -317,4 +317,19 @@ std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, cons
   return records;
 }
 
+std::vector<ImageRecord> read_dataset(const DatasetSource& source) {
+  if (source.format == "voc") {
+    VocOptions voc;
+    voc.list_file = source.list_file;
+    voc.split = source.split;
+    return read_voc_dataset(source.root, voc);
+  }
+  if (source.format == "coco") return read_coco_dataset(source.root, source.images_dir);
+  if (source.format == "folder") {
+    if (source.labels_file.empty()) throw Error("--format folder needs --labels-file (CSV or JSON)");
+    return read_folder_dataset(source.root, source.labels_file);
+  }
+  throw Error("--format: expected voc, coco or folder, got '" + source.format + "'");
+}
+
 }  // namespace clipes

@@ -46,10 +46,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
   callbacks.is_complete = [&](const BatchJob& job) {
     return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, job.id), options.write);
   };
-  callbacks.decode = [&](const BatchJob& job) {
-    // Labels are checked before decoding: an unlabelled image costs nothing.
-    return decode_image_rgb(job.image_path);
-  };
+  callbacks.decode = [&](const BatchJob& job) { return decode_image_rgb(job.image_path); };
   callbacks.compute = [&](size_t index, const BatchJob& job, const cv::Mat& rgb) -> std::function<void()> {
     const ImageRecord& record = records[index];
     if (record.labels.empty())

@@ -68,6 +68,18 @@ std::string find_coco_annotations(const std::string& root_or_json, const std::st
 // Order: the labels file's order. Duplicate images throw clipes::Error.
 std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, const std::string& labels_file);
 
+// A dataset as the commands name it (--dataset, --format and friends).
+struct DatasetSource {
+  std::string root;         // dataset root (COCO: root or the instances json)
+  std::string format;       // voc | coco | folder
+  std::string split = "train", list_file;  // VOC
+  std::string labels_file;  // folder (required)
+  std::string images_dir;   // COCO image folder override
+};
+// Dispatches to the reader of `format`; an unknown format or a folder without
+// a labels file is a clipes::Error naming the option.
+std::vector<ImageRecord> read_dataset(const DatasetSource& source);
+
 // One id per line (the first whitespace-separated field, so VOC's
 // "id label" class lists work too); blank lines skipped, duplicates dropped,
 // every id checked with safe_stem.
