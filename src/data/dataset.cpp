@@ -112,35 +112,6 @@ std::string find_image(const fs::path& dir, const std::string& stem, const std::
   return (dir / (stem + exts.front())).string();
 }
 
-// CSV fields with optional double quotes ("" inside quotes is a quote).
-std::vector<std::string> split_csv_line(const std::string& line) {
-  std::vector<std::string> fields;
-  std::string field;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      fields.push_back(field);
-      field.clear();
-    } else {
-      field += c;
-    }
-  }
-  fields.push_back(field);
-  return fields;
-}
-
 }  // namespace
 
 std::vector<std::string> read_id_list(const std::string& path) {
@@ -236,64 +207,12 @@ std::vector<ImageRecord> read_coco_dataset(const std::string& root_or_json, cons
 std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, const std::string& labels_file) {
   const fs::path folder(images_dir);
   if (!is_dir(folder)) throw file_error(images_dir, "image folder does not exist");
-  std::vector<std::pair<std::string, std::vector<std::string>>> entries;  // image key, labels
-  const std::string text = read_file(labels_file);
-  const std::string ext = fs::path(labels_file).extension().string();
-  const std::string first = trim(text).substr(0, 1);
-  if (ext == ".json" || first == "{") {
-    nlohmann::ordered_json root;
-    try {
-      root = nlohmann::ordered_json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      throw file_error(labels_file, std::string("not valid JSON (") + e.what() + ")");
-    }
-    if (!root.is_object()) throw file_error(labels_file, "expected an object {\"image\": [\"label\", ...]}");
-    for (const auto& [key, value] : root.items()) {
-      std::vector<std::string> labels;
-      if (value.is_string()) {
-        add_unique(labels, trim(value.get<std::string>()));
-      } else if (value.is_array()) {
-        for (const auto& label : value) {
-          if (!label.is_string()) throw file_error(labels_file, "labels of '" + key + "' are not strings");
-          const std::string name = trim(label.get<std::string>());
-          if (!name.empty()) add_unique(labels, name);
-        }
-      } else {
-        throw file_error(labels_file, "labels of '" + key + "' are not a list of strings");
-      }
-      entries.emplace_back(key, std::move(labels));
-    }
-  } else {
-    std::istringstream in(text);
-    std::string line;
-    bool first_line = true;
-    while (std::getline(in, line)) {
-      const std::string content = trim(line);
-      if (content.empty() || content[0] == '#') continue;
-      std::vector<std::string> fields = split_csv_line(content);
-      const std::string image = trim(fields[0]);
-      if (first_line) {
-        first_line = false;
-        std::string lower = image;
-        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-        if (lower == "image" || lower == "file" || lower == "filename") continue;  // header
-      }
-      std::vector<std::string> labels;
-      for (size_t f = 1; f < fields.size(); ++f) {
-        std::istringstream parts(fields[f]);
-        std::string part;
-        while (std::getline(parts, part, ';')) {
-          const std::string name = trim(part);
-          if (!name.empty()) add_unique(labels, name);
-        }
-      }
-      entries.emplace_back(image, std::move(labels));
-    }
-  }
+  const std::vector<LabelEntry> entries = parse_labels_text(read_file(labels_file), labels_file);
 
   std::vector<ImageRecord> records;
   std::unordered_set<std::string> seen;
-  for (auto& [key, labels] : entries) {
+  for (const LabelEntry& entry : entries) {
+    const std::string& key = entry.image;
     const fs::path key_path(key);
     // The key must name a file directly inside the folder (no sub-paths).
     safe_stem(key, labels_file);
@@ -311,7 +230,7 @@ std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, cons
     }
     if (!seen.insert(record.id).second)
       throw file_error(labels_file, "image '" + record.id + "' is listed twice");
-    record.labels = std::move(labels);
+    record.labels = entry.labels;
     records.push_back(std::move(record));
   }
   return records;

@@ -68,6 +68,24 @@ std::string find_coco_annotations(const std::string& root_or_json, const std::st
 // Order: the labels file's order. Duplicate images throw clipes::Error.
 std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, const std::string& labels_file);
 
+// One entry of a folder labels file, before any file lookup: the image key as
+// written (file name or stem, not yet checked with safe_stem) and its labels
+// (trimmed, no empties, no duplicates, in the file's order).
+struct LabelEntry {
+  std::string image;
+  std::vector<std::string> labels;
+};
+enum class LabelsFormat {
+  Auto,  // JSON when `name_for_errors` ends in ".json" or the text starts with '{', else CSV
+  Csv,
+  Json,
+};
+// The text-parsing half of read_folder_dataset (no file system access, so it
+// can be tested and fuzzed on its own). A leading UTF-8 byte-order mark (as
+// Excel writes) is skipped. Throws clipes::Error "<name_for_errors>: <problem>".
+std::vector<LabelEntry> parse_labels_text(const std::string& text, const std::string& name_for_errors,
+                                          LabelsFormat format = LabelsFormat::Auto);
+
 // A dataset as the commands name it (--dataset, --format and friends).
 struct DatasetSource {
   std::string root;         // dataset root (COCO: root or the instances json)
