@@ -3,13 +3,21 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "clipes/io/image_header.h"
+#include "clipes/io/png_decode.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
@@ -60,31 +68,32 @@ cv::Mat to_8bit(const cv::Mat& m16) {
   return out;
 }
 
-}  // namespace
+// "900 MP", "40 MP", "12.5 MP": three significant digits, no exponent above 100.
+std::string megapixels(double pixels) {
+  char buf[48];
+  const double mp = pixels / 1e6;
+  std::snprintf(buf, sizeof buf, mp >= 100 ? "%.0f MP" : "%.3g MP", mp);
+  return buf;
+}
 
-cv::Mat decode_image_rgb_bytes(const std::vector<uchar>& bytes, const std::string& name) {
-  if (bytes.empty()) throw file_error(name, "empty file");
-  if (is_truncated_jpeg(bytes)) throw file_error(name, "truncated JPEG (image data ends early)");
+// Refuses what the header says is too large, before anything is allocated.
+// w·h can exceed int64 (BigTIFF), so compare h against limit / w instead.
+void check_size(const ImageHeader& h, const DecodeLimits& limits, const std::string& name) {
+  if (limits.max_pixels <= 0 || h.height <= limits.max_pixels / h.width) return;
+  const double pixels = static_cast<double>(h.width) * static_cast<double>(h.height);
+  throw file_error(name, "image is " + std::to_string(h.width) + "×" + std::to_string(h.height) + " (" +
+                             megapixels(pixels) + "), over the pixel limit of " +
+                             megapixels(static_cast<double>(limits.max_pixels)) + " (--max-pixels)");
+}
 
-  cv::Mat raw;
-  try {
-    // IMREAD_UNCHANGED keeps 16-bit depth and alpha, and (like the explicit
-    // IMREAD_IGNORE_ORIENTATION flag) stops OpenCV from applying the EXIF
-    // orientation, which the reference ignores (spec §3 step 1).
-    raw = cv::imdecode(bytes, cv::IMREAD_UNCHANGED | cv::IMREAD_IGNORE_ORIENTATION);
-  } catch (const cv::Exception& e) {
-    throw file_error(name, "cannot decode image (" + e.msg + ")");
-  }
-  if (raw.empty() || raw.rows <= 0 || raw.cols <= 0)
-    throw file_error(name, "cannot decode image (corrupt or unsupported format)");
-
+// IMREAD_UNCHANGED output (grey, grey+alpha, BGR or BGRA; 8 or 16 bits) → RGB.
+cv::Mat to_rgb(cv::Mat raw, const std::string& name) {
   if (raw.depth() == CV_16U) {
     raw = to_8bit(raw);
   } else if (raw.depth() != CV_8U) {
     throw file_error(name, "unsupported pixel format (only 8- and 16-bit integer images)");
   }
-
-  // OpenCV hands back BGR/BGRA; PIL's convert('RGB') drops alpha without blending.
+  // PIL's convert('RGB') drops alpha without blending.
   cv::Mat rgb;
   switch (raw.channels()) {
     case 1: cv::cvtColor(raw, rgb, cv::COLOR_GRAY2RGB); break;
@@ -102,16 +111,100 @@ cv::Mat decode_image_rgb_bytes(const std::vector<uchar>& bytes, const std::strin
   return rgb;
 }
 
-cv::Mat decode_image_rgb(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) throw file_error(path, "file not found");
-  if (fs::is_directory(path, ec)) throw file_error(path, "is a directory, not an image file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw file_error(path, "cannot open file for reading");
-  std::vector<uchar> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw file_error(path, "read error");
-  return decode_image_rgb_bytes(bytes, path);
+cv::Mat decode_checked(const std::vector<uchar>& bytes, const std::string& name, const DecodeLimits& limits) {
+  if (bytes.empty()) throw file_error(name, "empty file");
+  const std::optional<ImageHeader> header = probe_image_header(bytes);
+  // No size, no decoding: an unchecked decoder is exactly what a bomb needs.
+  if (!header)
+    throw file_error(name,
+                     "cannot decode image (not a PNG, JPEG, BMP, WebP, TIFF, PNM, Sun raster or JPEG 2000 file)");
+  if (header->width <= 0 || header->height <= 0)
+    throw file_error(name, std::string("cannot decode image (truncated or corrupt ") + header->format + " header)");
+  check_size(*header, limits, name);
+  if (is_truncated_jpeg(bytes)) throw file_error(name, "truncated JPEG (image data ends early)");
+
+  if (std::strcmp(header->format, "PNG") == 0) return to_rgb(decode_png_like_opencv(bytes, name), name);
+
+  // IMREAD_UNCHANGED keeps 16-bit depth and alpha, and (like the explicit
+  // IMREAD_IGNORE_ORIENTATION flag) stops OpenCV from applying the EXIF
+  // orientation, which the reference ignores (spec §3 step 1).
+  const cv::Mat raw = cv::imdecode(bytes, cv::IMREAD_UNCHANGED | cv::IMREAD_IGNORE_ORIENTATION);
+  if (raw.empty() || raw.rows <= 0 || raw.cols <= 0)
+    throw file_error(name, "cannot decode image (corrupt or unsupported " + std::string(header->format) + " file)");
+  return to_rgb(raw, name);
+}
+
+// What a failed stat/open means, in words (std::filesystem::exists says
+// "false" for a symlink loop and an unreadable parent alike).
+std::string open_failure(int err) {
+  switch (err) {
+    case ENOENT: return "file not found";
+    case ENOTDIR: return "file not found (a component of the path is not a directory)";
+    case ELOOP: return "too many levels of symbolic links (symlink loop)";
+    case EACCES: return "permission denied";
+    case EISDIR: return "is a directory, not an image file";
+    default: return std::strerror(err);
+  }
+}
+
+struct Fd {
+  int fd;
+  ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+std::vector<uchar> read_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw file_error(path, open_failure(errno));
+  if (S_ISDIR(st.st_mode)) throw file_error(path, open_failure(EISDIR));
+  // A FIFO or device would block or never end; images are regular files.
+  if (!S_ISREG(st.st_mode)) throw file_error(path, "not a regular file");
+  const Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw file_error(path, open_failure(errno));
+  std::vector<uchar> bytes;
+  bytes.reserve(static_cast<size_t>(st.st_size));
+  uchar buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw file_error(path, std::string("read error: ") + std::strerror(errno));
+    }
+    bytes.insert(bytes.end(), buf, buf + n);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+cv::Mat decode_image_rgb_bytes(const std::vector<uchar>& bytes, const std::string& name, const DecodeLimits& limits) {
+  // Whatever escapes a decoder becomes a one-line error naming the file, so a
+  // batch records it and moves on (OpenCV throws cv::Exception for failed
+  // allocations and internal asserts, the standard library std::bad_alloc).
+  try {
+    return decode_checked(bytes, name, limits);
+  } catch (const Error&) {
+    throw;
+  } catch (const cv::Exception& e) {
+    // e.err is the bare description; e.msg adds OpenCV's source location and a newline.
+    std::string what = e.err.empty() ? e.msg : e.err;
+    for (char& c : what)
+      if (c == '\n' || c == '\r') c = ' ';
+    if (e.code == cv::Error::StsNoMem) throw file_error(name, "out of memory while decoding (OpenCV: " + what + ")");
+    throw file_error(name, "cannot decode image (OpenCV: " + what + ")");
+  } catch (const std::bad_alloc&) {
+    throw file_error(name, "out of memory while decoding");
+  }
+}
+
+cv::Mat decode_image_rgb(const std::string& path, const DecodeLimits& limits) {
+  std::vector<uchar> bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const std::bad_alloc&) {
+    throw file_error(path, "out of memory while reading the file");
+  }
+  return decode_image_rgb_bytes(bytes, path, limits);
 }
 
 }  // namespace clipes
