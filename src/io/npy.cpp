@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <cstring>
-#include <regex>
 
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
@@ -25,50 +24,15 @@ constexpr DtypeCode kDtypes[] = {
 
 at::Tensor read_npy(const std::string& path) {
   const std::string bytes = read_file(path);
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
-    throw file_error(path, "not a .npy file (bad magic)");
-  const int major = static_cast<unsigned char>(bytes[6]);
-  size_t header_len = 0, offset = 0;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
-    offset = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) throw file_error(path, "truncated .npy header");
-    uint32_t n;
-    std::memcpy(&n, bytes.data() + 8, 4);
-    header_len = n;
-    offset = 12;
-  } else {
-    throw file_error(path, "unsupported .npy version " + std::to_string(major));
-  }
-  if (offset + header_len > bytes.size()) throw file_error(path, "truncated .npy header");
-  const std::string header = bytes.substr(offset, header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr':\\s*'([^']+)'")))
-    throw file_error(path, "no dtype in .npy header");
-  const std::string descr = m[1];
-  if (std::regex_search(header, std::regex("'fortran_order':\\s*True")))
-    throw file_error(path, "Fortran-ordered arrays are not supported");
-  if (!std::regex_search(header, m, std::regex("'shape':\\s*\\(([^)]*)\\)")))
-    throw file_error(path, "no shape in .npy header");
-  std::vector<int64_t> shape;
-  const std::string dims = m[1];
-  const std::regex digits("\\d+");
-  std::sregex_iterator it(dims.begin(), dims.end(), digits), end;
-  for (; it != end; ++it) shape.push_back(std::stoll(it->str()));
-
+  const NpyHeader header = parse_npy_header(bytes, path);  // sizes checked against the bytes
   const DtypeCode* code = nullptr;
   for (const auto& d : kDtypes)
-    if (descr == d.descr) code = &d;
-  if (!code) throw file_error(path, "unsupported .npy dtype " + descr);
-
-  at::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(code->type));
-  const size_t nbytes = t.numel() * t.element_size();
-  const size_t data_off = offset + header_len;
-  if (bytes.size() - data_off < nbytes)
-    throw file_error(path, "truncated .npy data (" + std::to_string(bytes.size() - data_off) +
-                               " of " + std::to_string(nbytes) + " bytes)");
-  std::memcpy(t.data_ptr(), bytes.data() + data_off, nbytes);
+    if (header.descr == d.descr) code = &d;
+  if (!code) throw file_error(path, "unsupported .npy dtype " + header.descr);
+  at::Tensor t = torch::empty(header.shape, torch::TensorOptions().dtype(code->type));
+  if (static_cast<size_t>(t.numel()) * t.element_size() != header.data_bytes)
+    throw file_error(path, "internal error: .npy size disagrees with the tensor's");
+  std::memcpy(t.data_ptr(), bytes.data() + header.data_offset, header.data_bytes);
   return t;
 }
 

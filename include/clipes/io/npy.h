@@ -13,6 +13,21 @@ namespace at { class Tensor; }
 
 namespace clipes {
 
+// What the header of an .npy file says, checked against the file's size.
+struct NpyHeader {
+  std::string descr;           // numpy dtype string, one of those read_npy supports ("<f4", "|u1", ...)
+  std::vector<int64_t> shape;  // empty for a 0-d array
+  size_t item_size = 0;        // bytes per element
+  size_t data_offset = 0;      // where the array's bytes start
+  size_t data_bytes = 0;       // product(shape) * item_size; the file holds at least this many after data_offset
+};
+
+// Parses and validates the magic, version (1, 2, 3), header dict, dtype
+// (little-endian/byte dtypes read_npy supports), C order and shape (dimension
+// product checked for overflow and against the bytes present). No torch:
+// fuzzed on its own. Throws clipes::Error "<name>: <problem>".
+NpyHeader parse_npy_header(const std::string& bytes, const std::string& name);
+
 // Reads float16/float32/float64/int64/int32/uint8/bool arrays into a CPU
 // tensor of the same dtype. Throws clipes::Error naming the file on any problem.
 at::Tensor read_npy(const std::string& path);
