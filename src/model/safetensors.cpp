@@ -19,54 +19,23 @@ constexpr DtypeName kDtypes[] = {{"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"
                                  {"F64", at::kDouble}, {"I64", at::kLong},     {"I32", at::kInt},
                                  {"I8", at::kChar},   {"U8", at::kByte},      {"BOOL", at::kBool}};
 
-uint64_t header_length(const std::string& bytes) {
-  uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);  // little-endian platforms only (as LibTorch)
-  return n;
-}
-
 }  // namespace
 
-bool looks_like_safetensors(const std::string& bytes) {
-  if (bytes.size() < 10) return false;
-  const uint64_t n = header_length(bytes);
-  return n >= 2 && n <= bytes.size() - 8 && bytes[8] == '{';
-}
-
 TensorMap parse_safetensors(const std::string& bytes, const std::string& path) {
-  if (!looks_like_safetensors(bytes)) throw file_error(path, "not a safetensors file (bad header)");
-  const uint64_t n = header_length(bytes);
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.substr(8, n));
-  } catch (const std::exception& e) {
-    throw file_error(path, "corrupt safetensors header (" + std::string(e.what()).substr(0, 80) + ")");
-  }
-  const size_t data_start = 8 + n;
-  const size_t data_size = bytes.size() - data_start;
+  const std::vector<SafetensorsEntry> entries = parse_safetensors_header(bytes, path);
+  const uint64_t data_start = safetensors_data_start(bytes);
   TensorMap out;
-  for (const auto& [name, info] : header.items()) {
-    if (name == "__metadata__") continue;
-    try {
-      const std::string dtype = info.at("dtype");
-      const std::vector<int64_t> shape = info.at("shape");
-      const std::vector<uint64_t> offsets = info.at("data_offsets");
-      const DtypeName* d = nullptr;
-      for (const auto& k : kDtypes)
-        if (dtype == k.name) d = &k;
-      if (!d) throw file_error(path, "tensor " + name + " has unsupported dtype " + dtype);
-      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size)
-        throw file_error(path, "tensor " + name + " lies outside the file (truncated?)");
-      at::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(d->type));
-      const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
-      if (nbytes != offsets[1] - offsets[0])
-        throw file_error(path, "tensor " + name + " has " + std::to_string(offsets[1] - offsets[0]) +
-                                   " bytes, its shape needs " + std::to_string(nbytes));
-      std::memcpy(t.data_ptr(), bytes.data() + data_start + offsets[0], nbytes);
-      out[name] = t;
-    } catch (const nlohmann::json::exception&) {
-      throw file_error(path, "corrupt safetensors entry for tensor " + name);
-    }
+  for (const SafetensorsEntry& e : entries) {
+    const DtypeName* d = nullptr;
+    for (const auto& k : kDtypes)
+      if (e.dtype == k.name) d = &k;
+    if (!d) throw file_error(path, "tensor " + e.name + " has unsupported dtype " + e.dtype);
+    at::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(d->type));
+    const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+    if (nbytes != e.end - e.begin)  // the header check used the same sizes; a mismatch is our bug
+      throw file_error(path, "internal error: tensor " + e.name + " size disagrees with its header entry");
+    std::memcpy(t.data_ptr(), bytes.data() + data_start + e.begin, nbytes);
+    out[e.name] = t;
   }
   return out;
 }

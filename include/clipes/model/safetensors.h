@@ -5,13 +5,12 @@
 #include <string>
 
 #include "clipes/model/clip_config.h"  // TensorMap
+#include "clipes/model/safetensors_header.h"  // looks_like_safetensors, parse_safetensors_header
 
 namespace clipes {
 
-// True if the bytes look like safetensors (plausible header length, '{').
-bool looks_like_safetensors(const std::string& bytes);
-
-// Parses a whole file's bytes. `path` names the file in errors.
+// Parses a whole file's bytes (header checked by parse_safetensors_header).
+// `path` names the file in errors.
 TensorMap parse_safetensors(const std::string& bytes, const std::string& path);
 
 // Writes tensors (CPU copies are made as needed) atomically.
