@@ -91,10 +91,11 @@ void write_indexed_png(const std::string& path, const cv::Mat& ids, const std::v
   write_file_atomic(path, bytes);
 }
 
-cv::Mat read_label_png(const std::string& path) {
-  const std::string bytes = read_file(path);
+cv::Mat read_label_png(const std::string& path) { return read_label_png_bytes(read_file(path), path); }
+
+cv::Mat read_label_png_bytes(const std::string& bytes, const std::string& name) {
   if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0)
-    throw file_error(path, "not a PNG file");
+    throw file_error(name, "not a PNG file");
   png_structp png =
       png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, png_warning_ignore);
   png_infop info = png_create_info_struct(png);
@@ -102,6 +103,9 @@ cv::Mat read_label_png(const std::string& path) {
   cv::Mat ids;
   try {
     png_set_read_fn(png, &cursor, read_bytes);
+    // libpng checks IHDR against these in png_read_info ("Image width exceeds
+    // user limit"), before we allocate anything.
+    png_set_user_limits(png, kMaxLabelPngSide, kMaxLabelPngSide);
     png_read_info(png, info);
     const int color_type = png_get_color_type(png, info);
     const int bit_depth = png_get_bit_depth(png, info);
@@ -111,9 +115,16 @@ cv::Mat read_label_png(const std::string& path) {
     // Palette/grey of 1, 2 or 4 bits: unpack to one byte per pixel, keeping the
     // index (no png_set_palette_to_rgb: we want ids, not colours).
     if (bit_depth < 8) png_set_packing(png);
+    // Interlaced (Adam7) files: libpng assembles the passes into full rows.
+    png_set_interlace_handling(png);
     png_read_update_info(png, info);
     const int w = static_cast<int>(png_get_image_width(png, info));
     const int h = static_cast<int>(png_get_image_height(png, info));
+    // One byte per pixel is what the rows below hold; anything else would
+    // overrun them.
+    if (png_get_rowbytes(png, info) != static_cast<size_t>(w))
+      throw Error("unexpected PNG row layout (" + std::to_string(png_get_rowbytes(png, info)) + " bytes for " +
+                  std::to_string(w) + " pixels)");
     ids.create(h, w, CV_8UC1);
     std::vector<png_bytep> rows(h);
     for (int y = 0; y < h; ++y) rows[y] = ids.ptr<uint8_t>(y);
@@ -121,7 +132,7 @@ cv::Mat read_label_png(const std::string& path) {
     png_read_end(png, nullptr);
   } catch (const Error& e) {
     png_destroy_read_struct(&png, &info, nullptr);
-    throw file_error(path, e.what());
+    throw file_error(name, e.what());
   }
   png_destroy_read_struct(&png, &info, nullptr);
   return ids;

@@ -31,4 +31,13 @@ void write_indexed_png(const std::string& path, const cv::Mat& ids,
 // naming the file for anything else (RGB masks, 16-bit, corrupt).
 cv::Mat read_label_png(const std::string& path);
 
+// The same from the bytes of a PNG file; `name` names it in errors. Images
+// wider or taller than kMaxLabelPngSide are refused before any allocation.
+cv::Mat read_label_png_bytes(const std::string& bytes, const std::string& name);
+
+// 32768 px per side: 4x the largest masks of common segmentation datasets
+// (Cityscapes 2048, aerial tiles ~10000) while a corrupt or hostile header
+// cannot make the reader allocate more than 1 GiB.
+constexpr int kMaxLabelPngSide = 32768;
+
 }  // namespace clipes
