@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 
 namespace clipes {
 
@@ -27,17 +28,33 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) throw file_error(path, std::string("cannot write: ") + std::strerror(errno));
+    errno = 0;
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
     if (!out) {
-      fs::remove(tmp, ec);
-      throw file_error(path, "write failed (disk full?)");
+      // errno of the failed write(2) (ENOSPC, EFBIG, EDQUOT, EIO), taken
+      // before remove() can change it.
+      const int err = errno;
+      const std::string reason = err ? std::strerror(err) : "write failed";
+      out.close();
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      throw file_error(path, "cannot write: " + reason);
+    }
+    out.close();
+    if (!out) {
+      const std::string reason = errno ? std::strerror(errno) : "close failed";
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      throw file_error(path, "cannot write: " + reason);
     }
   }
   fs::rename(tmp, target, ec);
   if (ec) {
-    fs::remove(tmp, ec);
-    throw file_error(path, "cannot rename temporary file: " + ec.message());
+    const std::string reason = ec.message();  // before remove() overwrites ec
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw file_error(path, "cannot rename temporary file: " + reason);
   }
 }
 
@@ -69,6 +86,8 @@ size_t remove_stale_temporaries(const std::vector<std::string>& targets) {
 }
 
 std::string read_file(const std::string& path) {
+  // A folder opens fine as an ifstream on Linux and reads as empty: check first.
+  require_readable_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream ss;

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "clipes/util/strings.h"
+
 namespace clipes {
 
 class Error : public std::runtime_error {
@@ -15,9 +17,11 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
-// "path: problem" — keeps every message in the same shape.
+// "path: problem" — keeps every message in the same shape. The path is shown
+// through printable(): a newline or a non-UTF-8 byte in a file name must not
+// split or garble the one-line message.
 inline Error file_error(const std::string& path, const std::string& problem) {
-  return Error(path + ": " + problem);
+  return Error(printable(path) + ": " + problem);
 }
 
 }  // namespace clipes

@@ -3,6 +3,7 @@
 // later open reports the real problem with the file name.
 #pragma once
 #include <filesystem>
+#include <string>
 #include <system_error>
 
 namespace clipes {
@@ -16,5 +17,15 @@ inline bool is_dir(const std::filesystem::path& p) {
   std::error_code ec;
   return std::filesystem::is_directory(p, ec);
 }
+
+// Why `path` cannot be read as a regular file, in words ("file not found",
+// "is a folder, not a file", "too many levels of symbolic links (a symlink
+// loop?)", "permission denied", ...), or "" when it is a readable regular
+// file. std::filesystem::exists() folds a symlink loop into "does not exist";
+// this reports errno as it is.
+std::string why_not_a_readable_file(const std::string& path);
+
+// Throws file_error(path, why_not_a_readable_file(path)) unless it is "".
+void require_readable_file(const std::string& path);
 
 }  // namespace clipes
