@@ -3,6 +3,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "clipes/pipeline/batch_runner.h"
@@ -88,4 +89,61 @@ TEST(BatchRunner, ShardsCoverEveryImageExactlyOnce) {
 TEST(BatchRunner, ShardSpecRejectsNonsense) {
   for (const char* bad : {"", "3", "5/5", "-1/2", "a/b", "1/0", "1/2x"}) EXPECT_THROW(ShardSpec::parse(bad), Error) << bad;
   EXPECT_EQ(ShardSpec::parse("1/3").index, 1);
+}
+
+TEST(BatchRunner, AnExceptionOfAnyTypeBelongsToItsImage) {
+  // Before: only clipes::Error was recorded; std::bad_alloc, c10::Error or
+  // cv::Exception from compute ended the whole batch, and anything thrown on
+  // the decode or write thread called std::terminate (exit 134).
+  const std::string out = test::make_temp_dir("batch-any-exception");
+  BatchCallbacks cb;
+  cb.is_complete = [out](const BatchJob& j) { return fs::exists(out + "/" + j.id + ".txt"); };
+  cb.decode = [](const BatchJob& j) -> cv::Mat {
+    if (j.id == "img6") throw 42;  // not even a std::exception
+    return cv::Mat(2, 2, CV_8UC3, cv::Scalar(1, 2, 3));
+  };
+  cb.compute = [out](size_t, const BatchJob& j, const cv::Mat&) -> std::function<void()> {
+    if (j.id == "img1") throw std::bad_alloc();
+    if (j.id == "img2") throw cv::Exception(cv::Error::StsNoMem, "Failed to allocate 9 GB", "resize", "f.cpp", 1);
+    if (j.id == "img4") throw std::runtime_error("c10-like error\nwith a backtrace on later lines");
+    if (j.id == "img5") throw 7;
+    return [out, j] {
+      if (j.id == "img7") throw std::runtime_error("No space left on device");
+      write_file_atomic(out + "/" + j.id + ".txt", j.id);
+    };
+  };
+  BatchOptions opt;
+  opt.out_dir = out;
+  const BatchSummary s = run_batch(make_jobs(10), opt, cb);
+  EXPECT_EQ(s.processed, 10);
+  EXPECT_EQ(s.failed, 6);
+  EXPECT_EQ(s.write_failed, 1);
+  EXPECT_EQ(s.complete(), 4);
+  for (const char* id : {"img0", "img3", "img8", "img9"}) EXPECT_TRUE(fs::exists(out + "/" + id + ".txt")) << id;
+  std::map<std::string, BatchFailure> by_id;
+  for (const auto& f : s.failures) by_id[f.id] = f;
+  EXPECT_EQ(by_id["img1"].reason, "out of memory");
+  EXPECT_EQ(by_id["img1"].stage, "compute");
+  EXPECT_NE(by_id["img2"].reason.find("Failed to allocate 9 GB"), std::string::npos);
+  EXPECT_EQ(by_id["img4"].reason, "c10-like error");  // first line only: records are one line
+  EXPECT_EQ(by_id["img5"].reason, "unknown exception");
+  EXPECT_EQ(by_id["img6"].stage, "decode");
+  EXPECT_EQ(by_id["img7"].stage, "write");
+  EXPECT_TRUE(s.failure_log_written);
+  EXPECT_EQ(count_lines(out + "/failures.jsonl"), 6);
+}
+
+TEST(BatchRunner, AFailureLogOfAnEarlierRunIsReplaced) {
+  const std::string out = test::make_temp_dir("batch-stale-log");
+  write_file_atomic(out + "/failures.jsonl", "{\"id\": \"old\"}\n");
+  std::atomic<int> computed{0};
+  BatchCallbacks cb = file_callbacks(out, &computed);
+  cb.decode = [](const BatchJob&) { return cv::Mat(2, 2, CV_8UC3); };
+  cb.compute = [out](size_t, const BatchJob& j, const cv::Mat&) -> std::function<void()> {
+    return [out, j] { write_file_atomic(out + "/" + j.id + ".txt", j.id); };
+  };
+  BatchOptions opt;
+  opt.out_dir = out;
+  run_batch(make_jobs(3), opt, cb);
+  EXPECT_FALSE(fs::exists(out + "/failures.jsonl"));  // nothing failed: no stale records remain
 }

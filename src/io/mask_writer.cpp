@@ -42,18 +42,31 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
                         const at::Tensor* refined, const std::vector<int64_t>& class_indices,
                         const MaskWriteOptions& options) {
   if (mask.labels.type() != CV_8UC1) throw file_error(paths.mask, "labels must be CV_8UC1");
-  if (options.save_cams) {
-    write_cams_npy(paths.cam, cams, "unrefined");
-    write_cams_npy(paths.refined, refined, "refined");
-    write_npy(paths.keys, torch::tensor(class_indices, torch::kLong));
-  }
   if (mask.confidence.type() != CV_32FC1) throw file_error(paths.confidence, "confidence must be CV_32FC1");
-  std::vector<uchar> png;
-  if (!cv::imencode(".png", confidence_to_u8(mask.confidence), png))
-    throw file_error(paths.confidence, "PNG encoding failed");
-  write_file_atomic(paths.confidence, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
-  // Last: an existing mask means every other output of this image is there.
-  write_indexed_png(paths.mask, mask.labels, voc_palette());
+  // Files of this image written so far; removed again if a later one fails
+  // (disk full), so that no cams or confidence map is left without its mask.
+  std::vector<std::string> written;
+  try {
+    if (options.save_cams) {
+      write_cams_npy(paths.cam, cams, "unrefined");
+      written.push_back(paths.cam);
+      write_cams_npy(paths.refined, refined, "refined");
+      written.push_back(paths.refined);
+      write_npy(paths.keys, torch::tensor(class_indices, torch::kLong));
+      written.push_back(paths.keys);
+    }
+    std::vector<uchar> png;
+    if (!cv::imencode(".png", confidence_to_u8(mask.confidence), png))
+      throw file_error(paths.confidence, "PNG encoding failed");
+    write_file_atomic(paths.confidence, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
+    written.push_back(paths.confidence);
+    // Last: an existing mask means every other output of this image is there.
+    write_indexed_png(paths.mask, mask.labels, voc_palette());
+  } catch (...) {
+    std::error_code ignored;
+    for (const auto& p : written) fs::remove(p, ignored);
+    throw;
+  }
 }
 
 bool mask_outputs_complete(const MaskOutputPaths& paths, const MaskWriteOptions& options) {

@@ -10,7 +10,10 @@
 #include <thread>
 
 #include "clipes/pipeline/bounded_queue.h"
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/json_text.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 namespace {
@@ -30,26 +33,91 @@ uint64_t stable_hash(const std::string& s) {
   return h;
 }
 
+// The first line of an exception's message: LibTorch's c10::Error carries a
+// multi-line backtrace, and a failure record is one line.
+std::string first_line(const char* what) {
+  std::string s = what ? what : "";
+  const auto nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s.empty() ? "unknown error" : s;
+}
+
+// The reason of the exception in flight, whatever its type.
+std::string current_exception_reason() {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return "out of memory";
+  } catch (const std::exception& e) {
+    return first_line(e.what());
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
 // Appends one JSON line per failure and flushes at once, so a killed run
-// keeps the failures it already saw.
+// keeps the failures it already saw. Never throws: a record that cannot be
+// written (disk full) stays in memory, the whole log is rewritten once more
+// at the end, and the caller learns whether that worked.
 class FailureLog {
  public:
-  explicit FailureLog(const std::string& path) : path_(path) {}
-  void record(const BatchJob& job, const std::string& stage, const std::string& reason) {
+  explicit FailureLog(std::string path) : path_(std::move(path)) {}
+
+  void record(BatchFailure failure) {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!out_.is_open()) {
-      out_.open(path_, std::ios::trunc);
-      if (!out_) throw file_error(path_, "cannot write failure log");
+    records_.push_back(std::move(failure));
+    if (!append_ok_) return;
+    try {
+      if (!out_.is_open()) out_.open(path_, std::ios::trunc);
+      out_ << to_line(records_.back());
+      out_.flush();
+      append_ok_ = static_cast<bool>(out_);
+    } catch (...) {
+      append_ok_ = false;
     }
-    nlohmann::json line = {{"id", job.id}, {"image", job.image_path}, {"stage", stage}, {"reason", reason}};
-    out_ << line.dump() << "\n";
-    out_.flush();
+  }
+
+  // Returns whether the file holds every record. Removes a stale log of an
+  // earlier run when this one had no failures.
+  bool finish() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (out_.is_open()) out_.close();
+    std::error_code ec;
+    if (records_.empty()) {
+      std::filesystem::remove(path_, ec);
+      return true;
+    }
+    if (append_ok_) return true;
+    try {  // once more, whole, now that the workers are done
+      std::string text;
+      for (const auto& r : records_) text += to_line(r);
+      write_file_atomic(path_, text);
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  std::vector<BatchFailure> records() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return records_;
   }
 
  private:
+  static std::string to_line(const BatchFailure& f) {
+    nlohmann::json line = nlohmann::json::object();
+    put_bytes(line, "id", f.id);
+    put_bytes(line, "image", f.image_path);
+    line["stage"] = f.stage;
+    line["reason"] = printable(f.reason);
+    return line.dump() + "\n";
+  }
+
   std::string path_;
   std::mutex mutex_;
   std::ofstream out_;
+  std::vector<BatchFailure> records_;
+  bool append_ok_ = true;
 };
 
 struct Decoded {
@@ -123,18 +191,26 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
       options.shard.count > 1 ? "failures.shard-" + std::to_string(options.shard.index) + "-of-" +
                                     std::to_string(options.shard.count) + ".jsonl"
                               : "failures.jsonl";
-  FailureLog failures((fs::path(options.out_dir) / log_name).string());
+  const std::string log_path = (fs::path(options.out_dir) / log_name).string();
+  FailureLog failures(log_path);
+  auto fail = [&](size_t job_index, const char* stage, const std::string& reason) {
+    failures.record({jobs[job_index].id, jobs[job_index].image_path, stage, reason});
+  };
 
   BatchProgress progress;
   progress.total = static_cast<int64_t>(todo.size());
   progress.skipped = summary.skipped;
   std::mutex progress_mutex;
+  int64_t write_failed = 0;
   auto report = [&](bool failed) {
     std::lock_guard<std::mutex> lock(progress_mutex);
     ++progress.done;
     if (failed) ++progress.failed;
     progress.elapsed_s = seconds_since(start);
-    if (callbacks.progress) callbacks.progress(progress);
+    try {
+      if (callbacks.progress) callbacks.progress(progress);
+    } catch (...) {  // a progress display must never end the batch
+    }
   };
 
   BoundedQueue<Decoded> decoded(options.queue_depth);
@@ -147,8 +223,8 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
       const auto t = Clock::now();
       try {
         d.image = callbacks.decode(jobs[i]);
-      } catch (const std::exception& e) {
-        d.error = e.what();
+      } catch (...) {
+        d.error = current_exception_reason();
       }
       d.decode_s = seconds_since(t);
       decode_s += d.decode_s;
@@ -163,50 +239,51 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
       bool failed = false;
       try {
         w->write();
-      } catch (const std::exception& e) {
-        failures.record(jobs[w->job_index], "write", e.what());
+      } catch (...) {
+        fail(w->job_index, "write", current_exception_reason());
         failed = true;
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        ++write_failed;
       }
+      w->write = nullptr;  // release the image's tensors now, not at the next pop
       write_s += seconds_since(t);
       report(failed);
     }
   });
 
-  std::exception_ptr fatal;
   while (auto d = decoded.pop()) {
     const BatchJob& job = jobs[d->job_index];
     if (!d->error.empty()) {
-      failures.record(job, "decode", d->error);
+      fail(d->job_index, "decode", d->error);
       report(true);
       continue;
     }
     const auto t = Clock::now();
+    // Any exception of any type — clipes::Error for bad input, c10::Error,
+    // std::bad_alloc for an image too big for this machine, cv::Exception —
+    // belongs to this image: record it and go on. Memory held for the image
+    // is released by the unwinding, so the next image starts clean.
     try {
       auto write = callbacks.compute(d->job_index, job, d->image);
+      d->image.release();
       summary.compute_s += seconds_since(t);
       writes.push(PendingWrite{d->job_index, std::move(write)});
-    } catch (const Error& e) {
-      summary.compute_s += seconds_since(t);
-      failures.record(job, "compute", e.what());
-      report(true);
     } catch (...) {
-      // Anything but clipes::Error (out of memory, a LibTorch bug) is fatal:
-      // stop cleanly, keep what was written, and let the caller report it.
-      fatal = std::current_exception();
-      decoded.close();
-      break;
+      summary.compute_s += seconds_since(t);
+      fail(d->job_index, "compute", current_exception_reason());
+      report(true);
     }
-  }
-  // Drain the decoder if we stopped early, then finish pending writes.
-  while (decoded.pop()) {
   }
   decoder.join();
   writes.close();
   writer.join();
-  if (fatal) std::rethrow_exception(fatal);
 
+  summary.failure_log_written = failures.finish();
+  summary.failures = failures.records();
+  summary.failure_log = log_path;
   summary.processed = progress.done;
   summary.failed = progress.failed;
+  summary.write_failed = write_failed;
   summary.decode_s = decode_s;
   summary.write_s = write_s;
   summary.wall_s = seconds_since(start);

@@ -1,8 +1,10 @@
 // BatchRunner — runs one function over many images, the way `generate` needs:
 //   * a decode thread and a write thread overlap with compute (bounded queues,
 //     so memory stays bounded whatever the dataset size);
-//   * one failing image (unreadable, corrupt, no labels, ...) is recorded in
-//     OUT/failures.jsonl with its reason and the run goes on;
+//   * one failing image (unreadable, corrupt, no labels, out of memory, any
+//     exception of any type) is recorded in OUT/failures.jsonl with its stage
+//     and reason and the run goes on; records are also kept in memory, so
+//     none is lost when the log itself cannot be written (disk full);
 //   * resume: images whose outputs are complete are skipped;
 //   * --shard i/N: a deterministic split by a hash of the image id, so it does
 //     not depend on list order and is stable under resume;
@@ -46,13 +48,25 @@ struct BatchProgress {
   double elapsed_s = 0;
 };
 
+struct BatchFailure {
+  std::string id, image_path;
+  std::string stage;   // decode | compute | write
+  std::string reason;  // one line
+};
+
 struct BatchSummary {
   int64_t selected = 0;  // in this shard (after limit)
   int64_t processed = 0;
   int64_t failed = 0;
+  int64_t write_failed = 0;  // of `failed`: the image was fine, writing its outputs was not
   int64_t skipped = 0;
   double wall_s = 0;
   double decode_s = 0, compute_s = 0, write_s = 0;  // summed per stage
+  std::vector<BatchFailure> failures;  // every failure of this run, in order
+  std::string failure_log;             // its path
+  bool failure_log_written = true;     // false: some records could not be written there
+  // Images of the shard whose outputs are complete at the end (written now or before).
+  int64_t complete() const { return skipped + processed - failed; }
 };
 
 struct BatchCallbacks {
@@ -68,7 +82,11 @@ struct BatchCallbacks {
 };
 
 // Runs the jobs. Writes OUT/failures.jsonl (one JSON object per failed image:
-// id, image, stage, reason). Throws only for fatal problems (cannot create OUT).
+// id, image, stage, reason; names that are not UTF-8 as util/json_text.h says).
+// A log left by an earlier run is replaced: every image without outputs is
+// retried, so this run's failures are exactly the incomplete images. Throws
+// only for fatal problems (cannot create OUT); never lets an exception of a
+// worker thread escape.
 BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& options,
                        const BatchCallbacks& callbacks);
 
