@@ -16,7 +16,9 @@
 #include <set>
 #include <sstream>
 
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 namespace {
@@ -221,40 +223,73 @@ std::string unicode_lower(const std::string& text) {
   return out;
 }
 
+// The whole decompressed file. Strict on purpose: zlib reports a stream that
+// stops early as Z_BUF_ERROR after handing out everything before the cut, and
+// a vocabulary cut in half still "works" — it tokenizes rare words wrongly
+// with no error anywhere. gzopen() would also read a file that is not gzip at
+// all as plain bytes ("transparent" mode); the official file is gzip.
 std::string read_gzip(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw file_error(path, "cannot open vocabulary");
+  const std::string compressed = read_file(path);
+  if (compressed.size() < 18 || static_cast<unsigned char>(compressed[0]) != 0x1f ||
+      static_cast<unsigned char>(compressed[1]) != 0x8b)
+    throw file_error(path, "not a gzip file (expected the gzipped BPE vocabulary, e.g. bpe_simple_vocab_16e6.txt.gz)");
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 32) != Z_OK) throw file_error(path, "cannot initialise zlib");
   std::string data;
   char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
-  int errnum = 0;
-  const char* msg = gzerror(f, &errnum);
-  std::string err = (n < 0 || (errnum != Z_OK && errnum != Z_BUF_ERROR)) ? msg : "";
-  gzclose(f);
-  if (!err.empty()) throw file_error(path, "not a valid gzip vocabulary (" + err + ")");
-  return data;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  z.avail_in = static_cast<uInt>(compressed.size());
+  int rc = Z_OK;
+  // Members one after another (gzip allows concatenation), each to its end.
+  while (true) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    data.append(buf, sizeof buf - z.avail_out);
+    if (data.size() > (size_t{64} << 20)) rc = Z_MEM_ERROR;  // the real one is 1.4 MB unpacked
+    if (rc == Z_STREAM_END) {
+      if (z.avail_in == 0) break;
+      if (inflateReset(&z) != Z_OK) break;
+      continue;
+    }
+    if (rc != Z_OK) break;
+  }
+  const std::string zmsg = z.msg ? z.msg : "";
+  inflateEnd(&z);
+  if (rc == Z_STREAM_END) return data;
+  if (rc == Z_BUF_ERROR || rc == Z_OK)
+    throw file_error(path, "truncated gzip (the compressed stream ends early; the file is incomplete)");
+  if (rc == Z_MEM_ERROR) throw file_error(path, "decompresses to more than 64 MB; not a BPE vocabulary");
+  throw file_error(path, "corrupt gzip (" + (zmsg.empty() ? "zlib error " + std::to_string(rc) : zmsg) + ")");
 }
 
 }  // namespace
 
 BpeTokenizer BpeTokenizer::from_file(const std::string& vocab_gz_path) {
-  std::string text = read_gzip(vocab_gz_path);
+  return from_vocab_text(read_gzip(vocab_gz_path), vocab_gz_path);
+}
+
+BpeTokenizer BpeTokenizer::from_vocab_text(const std::string& text, const std::string& name) {
   std::istringstream lines(text);
   std::string line;
-  if (!std::getline(lines, line)) throw file_error(vocab_gz_path, "empty vocabulary");
+  // The official file's first line is '"bpe_simple_vocab_16e6.txt#version: 0.2'
+  // (a tar-style name before the version tag); ours write "#version: 0.2".
+  if (!std::getline(lines, line) || line.find("#version:") == std::string::npos)
+    throw file_error(name, "not a CLIP BPE vocabulary (the first line has no \"#version:\" tag)");
   std::vector<BpeMerge> merges;
+  size_t line_number = 1;
   while (merges.size() < kClipMerges && std::getline(lines, line)) {
+    ++line_number;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     size_t sp = line.find(' ');
     if (sp == std::string::npos || sp == 0 || sp + 1 >= line.size() ||
         line.find(' ', sp + 1) != std::string::npos)
-      throw file_error(vocab_gz_path, "line " + std::to_string(merges.size() + 2) +
-                                          " is not a merge \"a b\": " + line.substr(0, 60));
+      throw file_error(name, "line " + std::to_string(line_number) +
+                                 " is not a merge \"a b\": " + printable(line.substr(0, 60)));
     merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
   }
-  if (merges.empty()) throw file_error(vocab_gz_path, "vocabulary has no merges");
+  if (merges.empty()) throw file_error(name, "vocabulary has no merges");
   return BpeTokenizer(std::move(merges));
 }
 

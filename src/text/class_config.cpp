@@ -136,15 +136,15 @@ std::string ClassConfig::prompts_dir() {
   return "prompts";
 }
 
-ClassConfig ClassConfig::resolve(const std::string& name_or_path) {
+std::string ClassConfig::resolve_path(const std::string& name_or_path) {
   const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
                                (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json");
-  if (looks_like_path) return load(name_or_path);
+  if (looks_like_path) return name_or_path;
   const fs::path dir = prompts_dir();
   const fs::path builtin = dir / (name_or_path + ".json");
   std::error_code ec;
-  if (fs::is_regular_file(builtin, ec)) return load(builtin.string());
-  if (fs::is_regular_file(name_or_path, ec)) return load(name_or_path);
+  if (fs::is_regular_file(builtin, ec)) return builtin.string();
+  if (fs::is_regular_file(name_or_path, ec)) return name_or_path;
   std::vector<std::string> available;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
     if (it->path().extension() == ".json") available.push_back(it->path().stem().string());

@@ -24,8 +24,14 @@ class BpeTokenizer {
  public:
   // Reads a gzip vocabulary: a version header line, then merges "a b".
   // The official file has more lines than CLIP uses; only the first
-  // 49152-256-2 merges count (spec §2). Throws clipes::Error naming the file.
+  // 49152-256-2 merges count (spec §2). Throws clipes::Error naming the file
+  // for anything but a complete, intact gzip stream (a truncated download is
+  // an error, not half a vocabulary), a missing "#version:" header line or a
+  // line that is not a merge. Whether the size fits a model is the caller's
+  // check (vocab_size() against the token embedding).
   static BpeTokenizer from_file(const std::string& vocab_gz_path);
+  // The same from the decompressed text; `name` is the file errors mention.
+  static BpeTokenizer from_vocab_text(const std::string& text, const std::string& name);
   // From merges in memory (ids: 256 bytes, 256 bytes+</w>, merges, SOT, EOT).
   explicit BpeTokenizer(std::vector<BpeMerge> merges);
 

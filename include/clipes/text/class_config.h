@@ -25,9 +25,14 @@ struct ClassConfig {
   // Parse errors name `name_for_errors` (the file) and the offending key.
   static ClassConfig parse(const std::string& json_text, const std::string& name_for_errors);
   static ClassConfig load(const std::string& path);
-  // A bare name ("voc", "coco", "toy") → <prompts_dir>/<name>.json; anything
-  // that looks like a path (has a '/' or ends in .json) or exists → that file.
-  static ClassConfig resolve(const std::string& name_or_path);
+  // The one rule every command uses to find a class set: a name that looks
+  // like a path (has a '/' or ends in .json) is that file; a bare name
+  // ("voc", "coco", "toy") is the built-in <prompts_dir>/<name>.json, and only
+  // when there is no such built-in, a regular file of that name in the
+  // working directory. A folder called ./toy never shadows the built-in.
+  // Throws clipes::Error listing the built-in names when nothing matches.
+  static std::string resolve_path(const std::string& name_or_path);
+  static ClassConfig resolve(const std::string& name_or_path) { return load(resolve_path(name_or_path)); }
   // $CLIPES_PROMPTS_DIR, else the source tree's prompts/ (when it still
   // exists), else <exe dir>/../share/clipes/prompts.
   static std::string prompts_dir();
