@@ -159,25 +159,35 @@ std::vector<ImageRecord> read_voc_dataset(const std::string& root, const VocOpti
 std::string find_coco_annotations(const std::string& root_or_json, const std::string& split) {
   const fs::path path(root_or_json);
   if (is_file(path)) return path.string();
-  if (!is_dir(path)) throw file_error(root_or_json, "no such COCO annotation file or folder");
+  if (!is_dir(path)) throw file_error(root_or_json, why_not_a_readable_file(root_or_json) == "file not found"
+                                                        ? "no such COCO annotation file or folder"
+                                                        : why_not_a_readable_file(root_or_json));
   const fs::path annotations = is_dir(path / "annotations") ? path / "annotations" : path;
-  if (!split.empty() && is_file(annotations / ("instances_" + split + ".json")))
-    return (annotations / ("instances_" + split + ".json")).string();
   std::vector<std::string> found;
-  for (const auto& entry : fs::directory_iterator(annotations)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("instances_", 0) == 0 && entry.path().extension() == ".json") found.push_back(entry.path().string());
+  std::error_code ec;
+  for (fs::directory_iterator it(annotations, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("instances_", 0) == 0 && it->path().extension() == ".json") found.push_back(name);
   }
   std::sort(found.begin(), found.end());
+  std::string names;
+  for (const auto& f : found) names += (names.empty() ? "" : ", ") + f;
+  if (!split.empty()) {
+    // An explicit split is honoured or refused, never swapped for another file.
+    const fs::path wanted = annotations / ("instances_" + split + ".json");
+    if (is_file(wanted)) return wanted.string();
+    throw file_error(wanted.string(), "no such file (split '" + split + "'; found: " +
+                                          (names.empty() ? "none" : names) + ")");
+  }
   if (found.empty()) throw file_error(annotations.string(), "no instances_*.json in this folder");
   if (found.size() > 1)
-    throw file_error(annotations.string(), "several instances_*.json (" + std::to_string(found.size()) +
-                                               "); pass the json file or the split");
-  return found.front();
+    throw file_error(annotations.string(), "several instances_*.json (" + names + "); pass --split or the json file");
+  return (annotations / found.front()).string();
 }
 
-std::vector<ImageRecord> read_coco_dataset(const std::string& root_or_json, const std::string& images_dir) {
-  const std::string json_path = find_coco_annotations(root_or_json);
+std::vector<ImageRecord> read_coco_dataset(const std::string& root_or_json, const std::string& images_dir,
+                                           const std::string& split) {
+  const std::string json_path = find_coco_annotations(root_or_json, split);
   fs::path image_folder(images_dir);
   if (images_dir.empty()) {
     // instances_val2017.json → <root>/val2017/ (the json usually sits in <root>/annotations/).
@@ -243,7 +253,7 @@ std::vector<ImageRecord> read_dataset(const DatasetSource& source) {
     voc.split = source.split;
     return read_voc_dataset(source.root, voc);
   }
-  if (source.format == "coco") return read_coco_dataset(source.root, source.images_dir);
+  if (source.format == "coco") return read_coco_dataset(source.root, source.images_dir, source.split);
   if (source.format == "folder") {
     if (source.labels_file.empty()) throw Error("--format folder needs --labels-file (CSV or JSON)");
     return read_folder_dataset(source.root, source.labels_file);

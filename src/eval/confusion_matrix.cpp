@@ -16,6 +16,8 @@ ConfusionMatrix::ConfusionMatrix(int num_classes)
 }
 
 void ConfusionMatrix::add(int prediction, int ground_truth, uint64_t count) {
+  if ((prediction < 0 || prediction >= num_classes_) && prediction != 255 && prediction >= 0 && prediction < 256)
+    outside_[static_cast<size_t>(prediction)] += count;
   if (ground_truth < 0 || ground_truth >= num_classes_) {
     ignored_ += count;
   } else if (prediction < 0 || prediction >= num_classes_) {
@@ -48,6 +50,7 @@ void ConfusionMatrix::merge(const ConfusionMatrix& other) {
   for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
   for (size_t i = 0; i < unassigned_.size(); ++i) unassigned_[i] += other.unassigned_[i];
   ignored_ += other.ignored_;
+  for (size_t i = 0; i < outside_.size(); ++i) outside_[i] += other.outside_[i];
 }
 
 uint64_t ConfusionMatrix::count(int ground_truth, int prediction) const {

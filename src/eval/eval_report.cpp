@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "clipes/eval/confusion_matrix.h"
+#include "clipes/util/json_text.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 
@@ -17,6 +19,10 @@ void fill_scores(EvalReport& report, const ConfusionMatrix& matrix, const std::v
   report.frequency_weighted_iou = matrix.frequency_weighted_iou();
   report.total_pixels = matrix.total_pixels();
   report.ignored_pixels = matrix.ignored_pixels();
+  report.predicted_outside_class_set.clear();
+  const auto& outside = matrix.predicted_outside_class_set();
+  for (int v = 0; v < static_cast<int>(outside.size()); ++v)
+    if (outside[v]) report.predicted_outside_class_set.emplace_back(v, outside[v]);
   report.classes_in_gt = 0;
   report.classes.clear();
   const auto ious = matrix.iou();
@@ -59,12 +65,13 @@ std::string sweep_label(const SweepResult& s) {
 nlohmann::json eval_report_json(const EvalReport& report) {
   nlohmann::json j;
   j["mode"] = report.mode;
-  j["predictions"] = report.pred_dir;
-  j["ground_truth"] = report.gt_path;
+  put_bytes(j, "predictions", report.pred_dir);  // paths need not be UTF-8 (util/json_text.h)
+  put_bytes(j, "ground_truth", report.gt_path);
   j["ground_truth_kind"] = report.gt_kind;
   j["images"] = report.num_images;
   j["evaluated"] = report.num_evaluated;
-  j["missing"] = report.missing;
+  j["missing"] = nlohmann::json::array();
+  for (const auto& id : report.missing) j["missing"].push_back(printable(id));
   j["miou"] = number_or_null(report.mean_iou);
   j["pixel_accuracy"] = number_or_null(report.pixel_accuracy);
   j["mean_class_accuracy"] = number_or_null(report.mean_class_accuracy);
@@ -72,10 +79,18 @@ nlohmann::json eval_report_json(const EvalReport& report) {
   j["classes_in_ground_truth"] = report.classes_in_gt;
   j["pixels"] = report.total_pixels;
   j["ignored_pixels"] = report.ignored_pixels;
+  nlohmann::json outside = nlohmann::json::array();
+  uint64_t outside_pixels = 0;
+  for (const auto& [value, pixels] : report.predicted_outside_class_set) {
+    outside.push_back({{"value", value}, {"pixels", pixels}});
+    outside_pixels += pixels;
+  }
+  j["predicted_outside_class_set"] = outside;
+  j["predicted_outside_class_set_pixels"] = outside_pixels;
   nlohmann::json classes = nlohmann::json::array();
   for (const auto& c : report.classes) {
     classes.push_back({{"value", c.value},
-                       {"name", c.name},
+                       {"name", printable(c.name)},
                        {"iou", number_or_null(c.iou)},
                        {"gt_pixels", c.gt_pixels},
                        {"pred_pixels", c.pred_pixels},
@@ -100,15 +115,22 @@ nlohmann::json eval_report_json(const EvalReport& report) {
 std::string format_eval_report(const EvalReport& report) {
   std::ostringstream out;
   char line[256];
-  out << "ground truth: " << report.gt_path << " (" << report.gt_kind << ")\n";
-  out << "predictions:  " << report.pred_dir << " (" << report.mode << ")\n";
+  out << "ground truth: " << printable(report.gt_path) << " (" << report.gt_kind << ")\n";
+  out << "predictions:  " << printable(report.pred_dir) << " (" << report.mode << ")\n";
   out << "images: " << report.num_images << "  evaluated: " << report.num_evaluated
       << "  missing: " << report.missing.size() << "\n";
   if (!report.missing.empty()) {
     out << "WARNING: " << report.missing.size() << " of " << report.num_images
         << " images have no prediction and are EXCLUDED from the scores:";
-    for (size_t i = 0; i < report.missing.size() && i < 10; ++i) out << " " << report.missing[i];
+    for (size_t i = 0; i < report.missing.size() && i < 10; ++i) out << " " << printable(report.missing[i]);
     if (report.missing.size() > 10) out << " ...";
+    out << "\n";
+  }
+  if (!report.predicted_outside_class_set.empty()) {
+    out << "WARNING: predictions hold values that are no class of the set (wrong --classes or --label-ids?);"
+           " they count as misses:";
+    for (const auto& [value, pixels] : report.predicted_outside_class_set)
+      out << " " << value << " (" << pixels << " px)";
     out << "\n";
   }
   if (report.mode == "cams") {

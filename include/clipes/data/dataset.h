@@ -52,7 +52,8 @@ std::vector<ImageRecord> read_voc_dataset(const std::string& root, const VocOpti
 // the image's annotations, crowd ones included (a crowd of people still shows
 // people), in category-id order. Images without annotations get empty labels
 // (generate reports and skips them).
-std::vector<ImageRecord> read_coco_dataset(const std::string& root_or_json, const std::string& images_dir = "");
+std::vector<ImageRecord> read_coco_dataset(const std::string& root_or_json, const std::string& images_dir = "",
+                                           const std::string& split = "");
 
 // Resolves a COCO root folder to its instances json (the path itself when it
 // is a file). `split` picks annotations/instances_<split>.json when several exist.

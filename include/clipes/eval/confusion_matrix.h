@@ -28,6 +28,10 @@ class ConfusionMatrix {
   uint64_t pred_pixels(int c) const;  // column sum
   uint64_t total_pixels() const;      // pixels with a valid ground truth
   uint64_t ignored_pixels() const { return ignored_; }  // ground truth outside [0, C)
+  // Pixels predicted with value v outside [0, C) other than 255 (which is the
+  // deliberate "ignore" of --ignore-below), whatever their ground truth: a
+  // sign of the wrong --classes or --label-ids, so eval warns about them.
+  const std::vector<uint64_t>& predicted_outside_class_set() const { return outside_; }  // [256]
   bool in_ground_truth(int c) const { return gt_pixels(c) > 0; }
 
   // TP / (GT + Pred − TP); NaN when the class is neither in GT nor predicted.
@@ -43,6 +47,7 @@ class ConfusionMatrix {
   std::vector<uint64_t> counts_;      // C×C, row = ground truth, column = prediction
   std::vector<uint64_t> unassigned_;  // per GT class: predictions outside [0, C)
   uint64_t ignored_ = 0;
+  std::vector<uint64_t> outside_ = std::vector<uint64_t>(256, 0);
 };
 
 }  // namespace clipes

@@ -36,6 +36,9 @@ struct EvalReport {
   std::vector<std::string> missing;  // ids without a prediction (excluded from the scores)
   double mean_iou = 0, pixel_accuracy = 0, mean_class_accuracy = 0, frequency_weighted_iou = 0;
   uint64_t total_pixels = 0, ignored_pixels = 0;
+  // Predicted values that are no class of the set (255 excepted), with their
+  // pixel counts: a wrong --classes / --label-ids; they score as misses.
+  std::vector<std::pair<int, uint64_t>> predicted_outside_class_set;
   int classes_in_gt = 0;
   std::vector<ClassScore> classes;  // rows: named classes and any value met in GT or predictions
   std::vector<SweepResult> sweep;   // CAMs only; `classes` and the scores are the best setting's
