@@ -87,10 +87,14 @@ ClipEsResult ClipEs::run(const cv::Mat& rgb, const std::vector<int>& class_indic
   // as in the reference: a second normalisation is NOT a no-op here, because
   // the range of S²·(B⊙cam) can be ~1e-5, comparable to the 1e-7 epsilon.
   t0 = Clock::now();
-  const at::Tensor both = torch::cat({cam.cams, refined_grid}, 0).to(torch::kFloat);
-  const at::Tensor resized = resize_cams_bilinear(both, rgb.rows, rgb.cols);
-  result.cams = resized.slice(0, 0, num_labels);
-  result.refined = resized.slice(0, num_labels);
+  if (config_.keep_unrefined) {
+    const at::Tensor both = torch::cat({cam.cams, refined_grid}, 0).to(torch::kFloat);
+    const at::Tensor resized = resize_cams_bilinear(both, rgb.rows, rgb.cols);
+    result.cams = resized.slice(0, 0, num_labels);
+    result.refined = resized.slice(0, num_labels);
+  } else {
+    result.refined = resize_cams_bilinear(refined_grid.to(torch::kFloat), rgb.rows, rgb.cols);
+  }
   result.timings.resize_ms = ms_since(t0);
   return result;
 }

@@ -46,7 +46,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
   callbacks.is_complete = [&](const BatchJob& job) {
     return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, job.id), options.write);
   };
-  callbacks.decode = [&](const BatchJob& job) { return decode_image_rgb(job.image_path); };
+  callbacks.decode = [&](const BatchJob& job) { return decode_image_rgb(job.image_path, options.decode); };
   callbacks.compute = [&](size_t index, const BatchJob& job, const cv::Mat& rgb) -> std::function<void()> {
     const ImageRecord& record = records[index];
     if (record.labels.empty())
@@ -72,8 +72,14 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
       stats.labels_computed += static_cast<int64_t>(keys.size());
     }
     const MaskOutputPaths paths = MaskOutputPaths::for_stem(options.batch.out_dir, job.id);
-    return [&options, &record, paths, result, mask, keys, rgb]() {
-      write_mask_outputs(paths, *mask, &result->cams, &result->refined, keys, options.write);
+    // The write runs while the next image computes: hand it only what it
+    // writes. Without --save-cams and --vis that is the mask (5 bytes a
+    // pixel), not the K full-size CAMs (4·K or 8·K bytes a pixel).
+    const bool needs_cams = options.write.save_cams || static_cast<bool>(options.after_write);
+    if (!needs_cams) result.reset();
+    return [&options, &record, paths, result, mask, keys, rgb = needs_cams ? rgb : cv::Mat()]() {
+      write_mask_outputs(paths, *mask, result ? &result->cams : nullptr, result ? &result->refined : nullptr, keys,
+                         options.write);
       if (options.after_write) options.after_write(record, rgb, *result, *mask);
     };
   };

@@ -38,6 +38,10 @@ struct ClipEsConfig {
   // The reference keeps its resized position embedding in half precision even
   // in fp32 (spec §3.5); needed for parity with the official outputs.
   bool round_pos_to_fp16 = true;
+  // The unrefined CAMs at image size cost 4·K bytes per pixel (160 MB a label
+  // for a 40 MP photo); only --save-cams and the contact sheets need them.
+  // false: result.cams stays undefined.
+  bool keep_unrefined = true;
 };
 
 // Wall time of each stage of one run, milliseconds (for `clipes bench`).
@@ -47,7 +51,7 @@ struct ClipEsTimings {
 
 struct ClipEsResult {
   std::vector<int> class_indices;  // the labels, duplicates removed, in order
-  at::Tensor cams;                 // CPU float32 [K, H0, W0], unrefined, in [0, 1]
+  at::Tensor cams;                 // CPU float32 [K, H0, W0], unrefined, in [0, 1] (if keep_unrefined)
   at::Tensor refined;              // CPU float32 [K, H0, W0], after CAA, in [0, 1]
   at::Tensor probabilities;        // [K + M] softmax over labels + background words
   int input_h = 0, input_w = 0;    // network input size

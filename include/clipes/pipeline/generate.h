@@ -10,6 +10,7 @@
 
 #include "clipes/cam/pseudo_mask.h"
 #include "clipes/data/dataset.h"
+#include "clipes/io/image_decode.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/pipeline/batch_runner.h"
 #include "clipes/pipeline/clip_es.h"
@@ -23,6 +24,7 @@ ClipEsConfig clip_es_config_for(const ClassConfig& classes);
 
 struct GenerateOptions {
   BatchOptions batch;  // out_dir, shard, limit, resume, queue depth
+  DecodeLimits decode;  // --max-pixels: refused from the header, before decoding
   PseudoMaskOptions mask;
   MaskWriteOptions write;
   ClassConfig::LabelIds label_ids = ClassConfig::LabelIds::Consecutive;
