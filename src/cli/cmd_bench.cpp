@@ -85,8 +85,8 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "checkpoint (default: random-init ViT-B/16)");
       sub.add_option("--vocab", o->vocab, "BPE vocabulary (default: byte-level, enough for timing)");
       sub.add_option("--case", o->cases, "WxH[:K] photo size and label count (repeatable)")->capture_default_str();
-      sub.add_option("--runs", o->runs, "timed runs per case")->capture_default_str();
-      sub.add_option("--warmup", o->warmup, "untimed runs first")->capture_default_str();
+      sub.add_option("--runs", o->runs, "timed runs per case")->check(CLI::PositiveNumber)->capture_default_str();
+      sub.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber)->capture_default_str();
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
       sub.add_option("--json", o->json, "also write the results as JSON");
       add_runtime_options(sub, o->runtime);

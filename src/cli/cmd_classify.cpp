@@ -10,6 +10,7 @@
 #include "clipes/text/text_features.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"
+#include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
 #include "command.h"
 
@@ -20,6 +21,7 @@ struct Options {
   std::string model, vocab, image, classes;
   std::string prompt_template = "a photo of a {}.";
   int topk = 0;
+  int64_t max_pixels = kDefaultMaxPixels;
   bool json = false;
   RuntimeOptions runtime;
 };
@@ -29,18 +31,28 @@ int run_classify(const Options& o) {
   const std::vector<std::string> classes = split_comma_list(o.classes);
   fill_template(o.prompt_template, "x");  // reject a template without {} before loading anything
   if (o.topk < 0) throw Error("--topk must be >= 0");
-  const cv::Mat rgb = decode_image_rgb(o.image);
+  if (classes.empty()) throw Error("--classes: give at least one class name, e.g. \"dog,cat,car\"");
+  const cv::Mat rgb = decode_image_rgb(o.image, DecodeLimits{o.max_pixels});
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
   const auto model = ClipModel::load(o.model, {parse_precision(o.runtime.precision), o.runtime.device, false});
+  check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
 
   std::vector<ClassProbability> ranked = zero_shot_classify(*model, tokenizer, rgb, classes, o.prompt_template);
   if (o.topk > 0 && static_cast<size_t>(o.topk) < ranked.size()) ranked.resize(static_cast<size_t>(o.topk));
 
   if (o.json) {
     nlohmann::json predictions = nlohmann::json::array();
-    for (const auto& r : ranked) predictions.push_back({{"class", r.name}, {"probability", r.probability}});
-    std::cout << nlohmann::json{{"image", o.image}, {"template", o.prompt_template}, {"predictions", predictions}}.dump(2)
-              << "\n";
+    for (const auto& r : ranked) {
+      nlohmann::json p = nlohmann::json::object();
+      put_bytes(p, "class", r.name);
+      p["probability"] = r.probability;
+      predictions.push_back(std::move(p));
+    }
+    nlohmann::json out = nlohmann::json::object();
+    put_bytes(out, "image", o.image);  // a file name need not be UTF-8 (util/json_text.h)
+    put_bytes(out, "template", o.prompt_template);
+    out["predictions"] = std::move(predictions);
+    std::cout << out.dump(2) << "\n";
   } else {
     std::printf("%4s  %11s  %s\n", "rank", "probability", "class");
     for (size_t i = 0; i < ranked.size(); ++i)
@@ -57,7 +69,12 @@ const bool registered = register_command({
       sub.add_option("--image", o->image, "image file")->required();
       sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\"")->required();
       sub.add_option("--template", o->prompt_template, "prompt template; {} is the class name")->capture_default_str();
-      sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")->capture_default_str();
+      sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
+      sub.add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
+          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+          ->capture_default_str();
       sub.add_flag("--json", o->json, "print JSON instead of a table");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_classify(*o); };

@@ -44,7 +44,9 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"refined", "cam"}))
           ->capture_default_str();
       sub.add_option("--json", o->json, "also write the report as JSON to this file");
-      sub.add_option("--threads", o->threads, "worker threads (0 = one per core)")->capture_default_str();
+      sub.add_option("--threads", o->threads, "worker threads (0 = one per core)")
+          ->check(CLI::Range(0, 1024))
+          ->capture_default_str();
       return [o, split]() {
         const bool dataset_ids = o->label_ids == "coco";
         const GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
@@ -56,13 +58,8 @@ const bool registered = register_command({
         options.cam_suffix = o->cam_kind;
         if (o->classes == "voc") options.labels = voc_label_set();
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
-        else if (!o->classes.empty()) {
-          // A built-in class file by name (toy, or any prompts/<name>.json), else a path.
-          std::string path = o->classes;
-          const std::string builtin = ClassConfig::prompts_dir() + "/" + path + ".json";
-          if (!std::filesystem::exists(path) && std::filesystem::exists(builtin)) path = builtin;
-          options.labels = read_label_set(path, dataset_ids);
-        }
+        else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)
+          options.labels = read_label_set(ClassConfig::resolve_path(o->classes), dataset_ids);
 
         const EvalReport report =
             o->cams ? evaluate_cams(o->pred, gt, ids, options) : evaluate_masks(o->pred, gt, ids, options);

@@ -22,7 +22,10 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/sha256.h"
+#include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
+#include "clipes/text/text_features.h"
+#include "clipes/io/image_decode.h"
 #include "command.h"
 #include "progress_bar.h"
 
@@ -44,12 +47,13 @@ struct GenerateCli {
   std::string label_ids = "consecutive";
   bool save_cams = false, vis = false, no_resume = false, no_caa = false, no_softmax = false;
   int max_tokens = 2500;
+  int64_t max_pixels = kDefaultMaxPixels;
   std::string shard = "0/1";
   int64_t limit = -1;
   RuntimeOptions runtime;
 };
 
-std::vector<ImageRecord> read_records(const GenerateCli& o) {
+std::vector<ImageRecord> read_records(const GenerateCli& o, bool split_given) {
   if (!o.image.empty()) {
     if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
     if (o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
@@ -57,35 +61,61 @@ std::vector<ImageRecord> read_records(const GenerateCli& o) {
     return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
   }
   if (o.dataset.empty()) throw Error("give --image I --labels L, or --dataset DIR --format voc|coco|folder");
-  return read_dataset({o.dataset, o.format, o.split, o.list, o.labels_file, o.images_dir});
+  // COCO: an explicit --split picks instances_<split>.json (as eval does);
+  // without one the folder must hold a single instances_*.json.
+  const std::string split = o.format == "coco" && !split_given ? "" : o.split;
+  std::vector<ImageRecord> records =
+      read_dataset({o.dataset, o.format, split, o.list, o.labels_file, o.images_dir});
+  if (records.empty())
+    throw file_error(o.list.empty() ? o.dataset : o.list, "no images listed (nothing to do)");
+  return records;
 }
 
-int run_generate(const GenerateCli& o) {
+// OUT must be a folder we can create and write in; found out before the
+// model loads, not after.
+void check_output_folder(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw file_error(out, "--out exists and is not a folder");
+  fs::create_directories(out, ec);
+  if (ec) throw file_error(out, "cannot create output folder: " + ec.message());
+  if (::access(out.c_str(), W_OK | X_OK) != 0) throw file_error(out, "output folder is not writable");
+}
+
+// Exit code from the final state of OUT, the same on every rerun:
+//   0  every image of the shard is complete, or failed for a reason of its own
+//      (unreadable, no labels, ...), recorded in the failure log;
+//   1  nothing could be produced (no image of the shard is complete), or an
+//      output could not be written (disk full, permissions), or the failure
+//      log itself could not be written (its records then go to stderr);
+//   2  a fatal error before or during the run (the exception path in main).
+int batch_exit_code(const BatchSummary& s) {
+  if (s.selected == 0) return 0;
+  if (s.complete() == 0) return 1;
+  if (s.write_failed > 0 || !s.failure_log_written) return 1;
+  return 0;
+}
+
+int run_generate(const GenerateCli& o, bool split_given) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   apply_runtime_options(o.runtime);
 
+  // Everything that can be checked without the model is checked first: a
+  // typo must not cost a model load.
   std::string class_name = o.classes;
   if (class_name.empty()) class_name = o.format == "coco" ? "coco" : "voc";
   const ClassConfig classes = ClassConfig::resolve(class_name);
-
-  std::vector<ImageRecord> records = read_records(o);
-  // One image: an unknown label is the user's typo, so fail now with the list.
-  if (!o.image.empty()) classes.resolve_labels(records[0].labels);
-
-  const ModelOptions model_options = to_model_options(o.runtime);
-  spdlog::info("loading {} ({}, {})", o.model, o.runtime.precision, o.runtime.device);
-  auto model = ClipModel::load(o.model, model_options);
-  const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
-
   ClipEsConfig es_config = clip_es_config_for(classes);
   if (!o.templates.empty()) es_config.templates = o.templates;
+  for (const auto& t : es_config.templates) fill_template(t, "x");
   es_config.synonyms = parse_synonym_mode(o.synonyms);
   if (o.box_threshold >= 0) es_config.box_threshold = o.box_threshold;
   es_config.max_tokens = o.max_tokens;
   es_config.refine = !o.no_caa;
   es_config.use_softmax = !o.no_softmax;
-  const ClipEs clip_es(*model, tokenizer, es_config);
+  es_config.keep_unrefined = o.save_cams || o.vis;  // only they show the unrefined CAMs
 
   GenerateOptions options;
   options.batch.out_dir = o.out;
@@ -96,6 +126,20 @@ int run_generate(const GenerateCli& o) {
   options.mask.ignore_below = o.ignore_below;
   options.write.save_cams = o.save_cams;
   options.label_ids = ClassConfig::parse_label_ids(o.label_ids);
+  options.decode.max_pixels = o.max_pixels;
+  const ModelOptions model_options = to_model_options(o.runtime);
+
+  std::vector<ImageRecord> records = read_records(o, split_given);
+  // One image: an unknown label is the user's typo, so fail now with the list.
+  if (!o.image.empty()) classes.resolve_labels(records[0].labels);
+  check_output_folder(o.out);
+  const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
+
+  spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
+  auto model = ClipModel::load(o.model, model_options);
+  check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
+  const ClipEs clip_es(*model, tokenizer, es_config);
+
   if (o.vis) {
     // Contact sheets from the in-memory CAMs (full float32, no --save-cams
     // needed). Written after the mask, so a run killed in between has no sheet
@@ -111,7 +155,7 @@ int run_generate(const GenerateCli& o) {
     };
   }
 
-  spdlog::info("{} images listed; writing to {}", records.size(), o.out);
+  spdlog::info("{} images listed; writing to {}", records.size(), printable(o.out));
   ProgressBar bar("generate");
   const GenerateStats stats = generate_masks(clip_es, classes, records, options,
                                              [&](const BatchProgress& p) { bar.update(p); });
@@ -120,34 +164,49 @@ int run_generate(const GenerateCli& o) {
   const BatchSummary& s = stats.batch;
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
   const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
+  nlohmann::json model_json = nlohmann::json::object(), input = nlohmann::json::object();
+  put_bytes(model_json, "path", o.model);
+  model_json["sha256"] = sha256_file(o.model);
+  if (o.image.empty()) {
+    put_bytes(input, "dataset", o.dataset);
+    input["format"] = o.format;
+    put_bytes(input, "split", o.split);
+    put_bytes(input, "list", o.list);
+    put_bytes(input, "labels_file", o.labels_file);
+  } else {
+    put_bytes(input, "image", o.image);
+    put_bytes(input, "labels", o.labels);
+  }
+  nlohmann::json config = {{"templates", nlohmann::json::array()},
+                           {"synonyms", o.synonyms},
+                           {"box_threshold", es_config.box_threshold},
+                           {"bg_power", o.bg_power},
+                           {"ignore_below", o.ignore_below},
+                           {"label_ids", o.label_ids},
+                           {"caa", es_config.refine},
+                           {"softmax", es_config.use_softmax},
+                           {"max_tokens", o.max_tokens},
+                           {"max_pixels", o.max_pixels},
+                           {"save_cams", o.save_cams},
+                           {"vis", o.vis},
+                           {"precision", o.runtime.precision},
+                           {"device", o.runtime.device},
+                           {"threads", torch::get_num_threads()},
+                           {"shard", o.shard},
+                           {"limit", o.limit}};
+  put_bytes(config, "classes", class_name);
+  for (const auto& t : es_config.templates) config["templates"].push_back(printable(t));
   nlohmann::json run = {
       {"clipes_version", CLIPES_VERSION},
       {"libtorch_version", TORCH_VERSION},
       {"opencv_version", CV_VERSION},
       {"command", "generate"},
-      {"model", {{"path", o.model}, {"sha256", sha256_file(o.model)}}},
-      {"vocab", o.vocab},
-      {"input", o.image.empty() ? nlohmann::json{{"dataset", o.dataset}, {"format", o.format}, {"split", o.split}, {"list", o.list}}
-                                : nlohmann::json{{"image", o.image}, {"labels", o.labels}}},
-      {"config", {{"classes", class_name},
-                  {"templates", es_config.templates},
-                  {"synonyms", o.synonyms},
-                  {"box_threshold", es_config.box_threshold},
-                  {"bg_power", o.bg_power},
-                  {"ignore_below", o.ignore_below},
-                  {"label_ids", o.label_ids},
-                  {"caa", es_config.refine},
-                  {"softmax", es_config.use_softmax},
-                  {"max_tokens", o.max_tokens},
-                  {"save_cams", o.save_cams},
-                  {"vis", o.vis},
-                  {"precision", o.runtime.precision},
-                  {"device", o.runtime.device},
-                  {"threads", torch::get_num_threads()},
-                  {"shard", o.shard},
-                  {"limit", o.limit}}},
+      {"model", model_json},
+      {"input", input},
+      {"config", config},
       {"counts", {{"listed", records.size()}, {"selected", s.selected}, {"processed", s.processed},
-                  {"failed", s.failed}, {"skipped_complete", s.skipped}}},
+                  {"failed", s.failed}, {"write_failed", s.write_failed}, {"skipped_complete", s.skipped},
+                  {"complete", s.complete()}}},
       {"timings_s", {{"wall", wall}, {"batch_wall", s.wall_s}, {"decode", s.decode_s},
                      {"compute", s.compute_s}, {"write", s.write_s}}},
       {"stage_ms_mean", {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
@@ -155,19 +214,25 @@ int run_generate(const GenerateCli& o) {
                          {"last_block_and_gradients", stats.stage_ms_sum.last_block_ms * per_image},
                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                          {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
+  put_bytes(run, "vocab", o.vocab);
   const std::string run_name = options.batch.shard.count > 1
                                    ? "run.shard-" + std::to_string(options.batch.shard.index) + "-of-" +
                                          std::to_string(options.batch.shard.count) + ".json"
                                    : "run.json";
-  write_file_atomic((std::filesystem::path(o.out) / run_name).string(), run.dump(2) + "\n");
+  bool run_record_written = true;
+  try {
+    write_file_atomic((std::filesystem::path(o.out) / run_name).string(), run.dump(2) + "\n");
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    run_record_written = false;
+  }
 
   const double rate = s.wall_s > 0 ? static_cast<double>(s.processed - s.failed) / s.wall_s : 0.0;
   spdlog::info("done: {} written, {} failed, {} already complete, {:.1f} s ({:.2f} images/s)",
                s.processed - s.failed, s.failed, s.skipped, s.wall_s, rate);
-  if (s.failed > 0)
-    spdlog::warn("{} images failed; reasons in {}/failures*.jsonl", s.failed, o.out);
-  // Partial failure is not fatal: exit 0 unless nothing could be produced.
-  return (s.failed > 0 && s.failed == s.processed) ? 1 : 0;
+  report_failures(s, !o.image.empty());
+  const int code = batch_exit_code(s);
+  return code == 0 && !run_record_written ? 1 : code;
 }
 
 const bool registered = register_command({
@@ -180,7 +245,9 @@ const bool registered = register_command({
       sub.add_option("--labels", o->labels, "its labels, comma-separated (with --image)");
       auto* dataset = sub.add_option("--dataset", o->dataset, "dataset root (or COCO json)");
       sub.add_option("--format", o->format, "voc | coco | folder")->capture_default_str();
-      sub.add_option("--split", o->split, "VOC split list (ImageSets/Segmentation/<split>.txt)")->capture_default_str();
+      auto* split_option =
+          sub.add_option("--split", o->split, "VOC split list (ImageSets/Segmentation/<split>.txt); COCO: instances_<split>.json")
+              ->capture_default_str();
       sub.add_option("--list", o->list, "file of image ids to process (VOC)");
       sub.add_option("--labels-file", o->labels_file, "image → labels, CSV or JSON (--format folder)");
       sub.add_option("--images-dir", o->images_dir, "COCO image folder (default: beside the json)");
@@ -188,21 +255,32 @@ const bool registered = register_command({
       sub.add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path (default by format)");
       sub.add_option("--template", o->templates, "prompt template(s) with {} (default: the class file's)");
       sub.add_option("--synonyms", o->synonyms, "joint (reference) | average (paper)")->capture_default_str();
-      sub.add_option("--box-threshold", o->box_threshold, "CAA box threshold θ (default: the class file's)");
-      sub.add_option("--bg-power", o->bg_power, "background score (1 − max CAM)^α")->capture_default_str();
-      sub.add_option("--ignore-below", o->ignore_below, "write 255 where confidence < τ")->capture_default_str();
+      sub.add_option("--box-threshold", o->box_threshold, "CAA box threshold θ in [0, 1] (default: the class file's)")
+          ->check(CLI::Range(0.0, 1.0));
+      sub.add_option("--bg-power", o->bg_power, "background score (1 − max CAM)^α, α > 0")
+          ->check(CLI::PositiveNumber)
+          ->capture_default_str();
+      sub.add_option("--ignore-below", o->ignore_below, "write 255 where confidence < τ, τ in [0, 1]")
+          ->check(CLI::Range(0.0, 1.0))
+          ->capture_default_str();
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (e.g. COCO category ids)")
           ->capture_default_str();
       sub.add_flag("--save-cams", o->save_cams, "also write CAMs and refined CAMs (float16 .npy)");
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg (image, CAMs, refined, mask)");
-      sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
+      sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
+      sub.add_option("--max-pixels", o->max_pixels,
+                     "refuse images with more pixels than this (read from the file header, before decoding)")
+          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+          ->capture_default_str();
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-      sub.add_option("--limit", o->limit, "at most this many images");
+      sub.add_option("--limit", o->limit, "at most this many images")->check(CLI::NonNegativeNumber);
       sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist");
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
       add_runtime_options(sub, o->runtime);
-      return [o]() { return run_generate(*o); };
+      return [o, split_option]() { return run_generate(*o, split_option->count() > 0); };
     }});
 
 }  // namespace

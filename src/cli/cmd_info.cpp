@@ -179,8 +179,8 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "checkpoint (OpenAI .pt, torch.save state dict, safetensors)");
       sub.add_option("--random-init", o->random_init, "no file: a randomly initialised model of this size (vit-b-16)");
       sub.add_option("--bench-forward", o->bench_forward, "time the vision forward on an HxW input, e.g. 512x384");
-      sub.add_option("--runs", o->runs, "timed runs for --bench-forward")->capture_default_str();
-      sub.add_option("--warmup", o->warmup, "untimed warm-up runs for --bench-forward")->capture_default_str();
+      sub.add_option("--runs", o->runs, "timed runs for --bench-forward")->check(CLI::PositiveNumber)->capture_default_str();
+      sub.add_option("--warmup", o->warmup, "untimed warm-up runs for --bench-forward")->check(CLI::NonNegativeNumber)->capture_default_str();
       sub.add_flag("--json", o->json, "print JSON instead of text");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_info(*o); };

@@ -7,6 +7,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 #include "clipes/data/dataset.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/preprocess.h"
@@ -16,6 +18,7 @@
 #include "clipes/text/prompt_ranking.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -23,8 +26,10 @@ namespace {
 
 struct RankCli {
   std::string model, vocab, dataset, format = "voc", split = "train", list, labels_file, images_dir;
+  bool split_given = false;  // COCO: --split picks instances_<split>.json
   std::string classes, templates, json;
   int64_t limit = 200;
+  int64_t max_pixels = kDefaultMaxPixels;
   int top = 20;
   RuntimeOptions runtime;
 };
@@ -36,11 +41,13 @@ int run_rank(const RankCli& o) {
   const std::vector<std::string> templates = read_templates(templates_path);
 
   const std::vector<ImageRecord> records =
-      read_dataset({o.dataset, o.format, o.split, o.list, o.labels_file, o.images_dir});
+      read_dataset({o.dataset, o.format, o.format == "coco" && !o.split_given ? "" : o.split, o.list,
+                    o.labels_file, o.images_dir});
 
   const ModelOptions model_options = to_model_options(o.runtime);
-  auto model = ClipModel::load(o.model, model_options);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
+  auto model = ClipModel::load(o.model, model_options);
+  check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
 
   // Image features once (standard CLIP path); unreadable or unlabelled images are skipped.
   std::vector<at::Tensor> features;
@@ -51,12 +58,12 @@ int run_rank(const RankCli& o) {
     try {
       if (r.labels.empty()) throw Error(r.image_path + ": no labels");
       std::vector<int> idx = classes.resolve_labels(r.labels);
-      const at::Tensor input = preprocess_224(decode_image_rgb(r.image_path)).unsqueeze(0);
+      const at::Tensor input = preprocess_224(decode_image_rgb(r.image_path, DecodeLimits{o.max_pixels})).unsqueeze(0);
       torch::NoGradGuard no_grad;
       features.push_back(model->encode_image(input.to(model->device(), model->dtype())).to(torch::kFloat).cpu());
       labels.push_back(std::move(idx));
-    } catch (const Error& e) {
-      spdlog::warn("skipped: {}", e.what());
+    } catch (const std::exception& e) {  // any failure belongs to this image (out of memory too)
+      spdlog::warn("skipped: {}", printable(e.what()));
       ++skipped;
     }
   }
@@ -93,14 +100,21 @@ const bool registered = register_command({
       rank->add_option("--vocab", o->vocab, "BPE vocabulary")->required();
       rank->add_option("--dataset", o->dataset, "dataset root (or COCO json)")->required();
       rank->add_option("--format", o->format, "voc | coco | folder")->capture_default_str();
-      rank->add_option("--split", o->split, "VOC split")->capture_default_str();
+      rank->add_option("--split", o->split, "VOC split; COCO: instances_<split>.json")
+          ->capture_default_str()
+          ->each([o](const std::string&) { o->split_given = true; });
       rank->add_option("--list", o->list, "image id list (VOC)");
       rank->add_option("--labels-file", o->labels_file, "labels file (--format folder)");
       rank->add_option("--images-dir", o->images_dir, "COCO image folder");
       rank->add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path");
       rank->add_option("--templates", o->templates, "template pool (default prompts/templates.txt)");
-      rank->add_option("--limit", o->limit, "at most this many images (-1 = all)")->capture_default_str();
-      rank->add_option("--top", o->top, "rows to print")->capture_default_str();
+      rank->add_option("--limit", o->limit, "at most this many images (-1 = all)")
+          ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
+          ->capture_default_str();
+      rank->add_option("--top", o->top, "rows to print")->check(CLI::PositiveNumber)->capture_default_str();
+      rank->add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
+          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+          ->capture_default_str();
       rank->add_option("--json", o->json, "write the full ranking as JSON");
       add_runtime_options(*rank, o->runtime);
       return [o]() { return run_rank(*o); };

@@ -14,7 +14,9 @@
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
 #include "clipes/text/class_config.h"
+#include "clipes/data/safe_path.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -25,6 +27,7 @@ namespace fs = std::filesystem;
 struct Options {
   std::string out, images, classes = "voc", label_ids = "consecutive", ids;
   int limit = 0;
+  int64_t max_pixels = kDefaultMaxPixels;
 };
 
 std::vector<std::string> split_ids(const std::string& text) {
@@ -45,10 +48,13 @@ std::string find_image(const std::string& dir, const std::string& stem) {
 }
 
 std::string write_sheet(const Options& o, const ClassConfig& classes, const std::vector<std::string>& names_by_id,
-                        const std::string& stem) {
+                        const std::string& id) {
+  // Every id, from --ids or from the masks folder, names files under OUT:
+  // the same check as dataset ids (no "..", separators, control characters).
+  const std::string stem = safe_stem(id, "--ids");
   const fs::path out(o.out);
   const std::string cams_dir = (out / "cams").string() + "/";
-  const cv::Mat rgb = decode_image_rgb(find_image(o.images, stem));
+  const cv::Mat rgb = decode_image_rgb(find_image(o.images, stem), DecodeLimits{o.max_pixels});
   const cv::Mat mask = read_label_png((out / "masks" / (stem + ".png")).string());
   const at::Tensor cams = read_npy(cams_dir + stem + "_cam.npy");
   const at::Tensor refined = read_npy(cams_dir + stem + "_refined.npy");
@@ -94,13 +100,13 @@ int run_visualize(const Options& o) {
   size_t failed = 0;
   for (const auto& stem : stems) {
     try {
-      std::cout << write_sheet(o, classes, names_by_id, stem) << "\n";
+      std::cout << printable(write_sheet(o, classes, names_by_id, stem)) << "\n";
     } catch (const std::exception& e) {  // one bad image does not stop the others
-      spdlog::error("{}", e.what());
+      spdlog::error("{}", printable(e.what()));
       ++failed;
     }
   }
-  spdlog::info("{} contact sheet(s) in {}{}", stems.size() - failed, (fs::path(o.out) / "vis").string(),
+  spdlog::info("{} contact sheet(s) in {}{}", stems.size() - failed, printable((fs::path(o.out) / "vis").string()),
                failed ? ", " + std::to_string(failed) + " failed" : "");
   if (failed == stems.size()) return 2;
   return failed ? 1 : 0;
@@ -116,7 +122,12 @@ const bool registered = register_command({
       sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset")
           ->capture_default_str();
       sub.add_option("--ids", o->ids, "only these stems, comma-separated");
-      sub.add_option("--limit", o->limit, "at most N images (0 = all)")->capture_default_str();
+      sub.add_option("--limit", o->limit, "at most N images (0 = all)")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
+      sub.add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
+          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+          ->capture_default_str();
       return [o]() { return run_visualize(*o); };
     }});
 

@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "clipes/model/clip_model.h"
+#include "clipes/pipeline/batch_runner.h"
+
+namespace clipes { class BpeTokenizer; }
 
 namespace clipes::cli {
 
@@ -38,5 +41,17 @@ ModelOptions to_model_options(const RuntimeOptions& options);
 
 // Applies --threads (LibTorch defaults to 1 thread in some builds).
 void apply_runtime_options(const RuntimeOptions& options);
+
+// The vocabulary must be the one the model was trained with: its size must
+// equal the rows of the token embedding. A smaller vocabulary gives nonsense
+// without any error, a larger one "index out of range in self" mid-run.
+// Throws one line naming both files.
+void check_vocab_fits_model(const BpeTokenizer& tokenizer, const ClipModel& model, const std::string& vocab_path,
+                            const std::string& model_path);
+
+// After a batch: the first failure reasons on stderr (every one for a single
+// image, which has no other place to say why), and every record the failure
+// log could not take (disk full), so none is lost.
+void report_failures(const BatchSummary& summary, bool single_image);
 
 }  // namespace clipes::cli

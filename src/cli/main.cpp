@@ -4,11 +4,15 @@
 #include <spdlog/sinks/stdout_color_sinks.h>  // declares stderr_color_mt too
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <opencv2/core/utils/logger.hpp>
 
+#include <csignal>
 #include <iostream>
 #include <thread>
 
+#include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -27,11 +31,20 @@ bool register_command(Command command) {
 const std::vector<Command>& registered_commands() { return registry(); }
 
 void add_runtime_options(CLI::App& sub, RuntimeOptions& options) {
-  sub.add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  sub.add_option("--device", options.device, "cpu, cuda or cuda:N")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            const bool cuda_n = value.rfind("cuda:", 0) == 0 && value.size() > 5 &&
+                                value.find_first_not_of("0123456789", 5) == std::string::npos;
+            return value == "cpu" || value == "cuda" || cuda_n ? "" : "expected cpu, cuda or cuda:N, got '" + value + "'";
+          },
+          "DEVICE"))
+      ->capture_default_str();
   sub.add_option("--precision", options.precision, "fp32, bf16 or fp16 (fp16 on CUDA only)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
   sub.add_option("--threads", options.threads, "intra-op threads (0 = one per core)")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
 }
 
@@ -46,6 +59,37 @@ void apply_runtime_options(const RuntimeOptions& options) {
   int threads = options.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+}
+
+void check_vocab_fits_model(const BpeTokenizer& tokenizer, const ClipModel& model, const std::string& vocab_path,
+                            const std::string& model_path) {
+  const int64_t model_vocab = model.config().text.vocab_size;
+  if (tokenizer.vocab_size() != model_vocab)
+    throw clipes::Error(clipes::printable(vocab_path) + ": vocabulary of " + std::to_string(tokenizer.vocab_size()) +
+                        " tokens does not fit " + clipes::printable(model_path) + ", whose token embedding has " +
+                        std::to_string(model_vocab) + " rows (pass the vocabulary the model was trained with)");
+}
+
+void report_failures(const BatchSummary& summary, bool single_image) {
+  using clipes::printable;
+  if (!summary.failure_log_written) {
+    spdlog::error("{}: cannot write the failure log; its {} record(s) follow", printable(summary.failure_log),
+                  summary.failures.size());
+    for (const auto& f : summary.failures)
+      spdlog::error("failed: {} ({}): {}: {}", printable(f.id), printable(f.image_path), f.stage, printable(f.reason));
+    return;
+  }
+  if (summary.failures.empty()) return;
+  if (single_image) {
+    for (const auto& f : summary.failures) spdlog::error("{}", printable(f.reason));
+    return;
+  }
+  constexpr size_t kShown = 5;
+  for (size_t i = 0; i < summary.failures.size() && i < kShown; ++i)
+    spdlog::warn("failed ({}): {}", summary.failures[i].stage, printable(summary.failures[i].reason));
+  spdlog::warn("{} image(s) failed{}; every reason is in {}", summary.failures.size(),
+               summary.failures.size() > kShown ? " (first " + std::to_string(kShown) + " shown)" : "",
+               printable(summary.failure_log));
 }
 
 }  // namespace clipes::cli
@@ -71,9 +115,19 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    // One line like every other error (CLI11 adds a "Run with --help" line).
+    std::cerr << "clipes: error: " << clipes::printable(e.what()) << "\n";
+    return 2;
   }
+  // A file-size limit (ulimit -f) must end a write with EFBIG, which is
+  // reported and recorded like a full disk, not kill the process with SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
+  // OpenCV logs its own warnings on stderr ("imdecode_(...): can't read
+  // data"); clipes reports every problem itself, in one line naming the file.
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   // Logs go to stderr: stdout carries results (tables, JSON, paths) for pipes.
   spdlog::set_default_logger(spdlog::stderr_color_mt("clipes"));
   spdlog::set_pattern("%^[%L]%$ %v");
@@ -81,15 +135,21 @@ int main(int argc, char** argv) {
   try {
     return run ? run() : 0;
   } catch (const clipes::Error& e) {
-    std::cerr << "clipes: error: " << e.what() << "\n";
+    std::cerr << "clipes: error: " << clipes::printable(e.what()) << "\n";
     return 2;
   } catch (const c10::Error& e) {
     // LibTorch errors carry a multi-line backtrace; keep the first line.
     std::string msg = e.what_without_backtrace();
-    std::cerr << "clipes: error: " << msg.substr(0, msg.find('\n')) << "\n";
+    std::cerr << "clipes: error: " << clipes::printable(msg.substr(0, msg.find('\n'))) << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "clipes: error: out of memory\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "clipes: error: " << e.what() << "\n";
+    std::cerr << "clipes: error: " << clipes::printable(e.what()) << "\n";
+    return 2;
+  } catch (...) {
+    std::cerr << "clipes: error: unknown exception\n";
     return 2;
   }
 }
