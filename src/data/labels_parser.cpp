@@ -60,7 +60,9 @@ std::vector<LabelEntry> parse_json_labels(const std::string& text, const std::st
   for (const auto& [key, value] : root.items()) {
     std::vector<std::string> labels;
     if (value.is_string()) {
-      add_unique_label(labels, trim(value.get<std::string>()));
+      // "" or "  ": no label, as an empty entry of a list (not a label "").
+      const std::string label_name = trim(value.get<std::string>());
+      if (!label_name.empty()) labels.push_back(label_name);
     } else if (value.is_array()) {
       for (const auto& label : value) {
         if (!label.is_string()) throw file_error(name, "labels of '" + key + "' are not strings");
