@@ -12,24 +12,56 @@
 #include "clipes/util/error.h"
 
 namespace clipes {
+namespace {
+
+// Sizes come from json files: a negative one would wrap to a huge size_t.
+void check_mask_size(int height, int width) {
+  if (height < 0 || width < 0 ||
+      static_cast<uint64_t>(height) * static_cast<uint64_t>(width) > UINT32_MAX)
+    throw Error("mask size " + std::to_string(height) + "x" + std::to_string(width) +
+                " is negative or too large for 32-bit RLE counts");
+}
+
+}  // namespace
 
 std::vector<uint32_t> rle_from_polygon(const std::vector<double>& xy, int height, int width) {
   // The arithmetic below follows pycocotools' rleFrPoly step by step (int
   // truncation, +.5 rounding, the double divisions) because a different but
   // "equivalent" scan conversion disagrees on boundary pixels, and COCO masks
   // are defined by what pycocotools draws. Compiled with -ffp-contract=off.
+  check_mask_size(height, width);
   const size_t h = static_cast<size_t>(height), w = static_cast<size_t>(width);
   const size_t k = xy.size() / 2;
-  if (k == 0) return {static_cast<uint32_t>(h * w)};
+  if (k == 0 || h == 0 || w == 0) return {static_cast<uint32_t>(h * w)};
   const double scale = 5;
+  // pycocotools casts scaled doubles to int unchecked (undefined for NaN,
+  // inf or beyond ±2^31); refuse those instead. Real coordinates lie within
+  // a pixel or so of the image, so ±kMaxPolygonCoordinate loses nothing.
+  for (double value : xy) {
+    if (!std::isfinite(value) || std::abs(value) > kMaxPolygonCoordinate)
+      throw Error("polygon coordinate " + std::to_string(value) + " is not a finite number within ±" +
+                  std::to_string(static_cast<int>(kMaxPolygonCoordinate)));
+  }
   std::vector<int> x(k + 1), y(k + 1);
   for (size_t j = 0; j < k; ++j) x[j] = static_cast<int>(scale * xy[j * 2 + 0] + .5);
   for (size_t j = 0; j < k; ++j) y[j] = static_cast<int>(scale * xy[j * 2 + 1] + .5);
   x[k] = x[0];
   y[k] = y[0];
+  // Every edge becomes max(dx, dy) + 1 points below; bound their total so a
+  // hostile polygon (long zig-zags between far coordinates) cannot take
+  // gigabytes and minutes. Real outlines are a few image perimeters long at most.
+  const uint64_t max_points = uint64_t{5} * kMaxPolygonPerimeters * 2 * (h + w) + (uint64_t{1} << 16);
+  uint64_t points = 0;
+  for (size_t j = 0; j < k; ++j)
+    points += static_cast<uint64_t>(std::max(std::abs(x[j + 1] - x[j]), std::abs(y[j + 1] - y[j]))) + 1;
+  if (points > max_points)
+    throw Error("polygon outline is too long to rasterise (" + std::to_string(points / 5) +
+                " px, more than " + std::to_string(kMaxPolygonPerimeters) + " image perimeters)");
 
   // Dense integer points along every edge of the upsampled polygon.
   std::vector<int> u, v;
+  u.reserve(static_cast<size_t>(points));
+  v.reserve(static_cast<size_t>(points));
   for (size_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
     const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
@@ -39,7 +71,13 @@ std::vector<uint32_t> rle_from_polygon(const std::vector<double>& xy, int height
       std::swap(xs, xe);
       std::swap(ys, ye);
     }
-    const double s = dx >= dy ? static_cast<double>(ye - ys) / dx : static_cast<double>(xe - xs) / dy;
+    // A zero-length edge (repeated point, one-point polygon) is the single
+    // point (xs, ys). pycocotools divides 0/0 there and casts the NaN to int
+    // (undefined; INT_MIN on x86) for a v that no toggle ever reads: s = 0
+    // gives the same masks without the undefined cast.
+    const double s = dx == 0 && dy == 0 ? 0.0
+                     : dx >= dy         ? static_cast<double>(ye - ys) / dx
+                                        : static_cast<double>(xe - xs) / dy;
     if (dx >= dy) {
       for (int d = 0; d <= dx; ++d) {
         const int t = flip ? dx - d : d;
@@ -68,7 +106,9 @@ std::vector<uint32_t> rle_from_polygon(const std::vector<double>& xy, int height
     if (yd < 0) yd = 0;
     else if (yd > static_cast<double>(h)) yd = static_cast<double>(h);
     yd = std::ceil(yd);
-    toggles.push_back(static_cast<uint32_t>(static_cast<int>(xd) * static_cast<int>(h) + static_cast<int>(yd)));
+    // In 64 bits: xd * h exceeds INT_MAX for masks over 2^31 pixels (pycocotools'
+    // int arithmetic overflows there; the unsigned result is the same).
+    toggles.push_back(static_cast<uint32_t>(static_cast<uint64_t>(xd) * h + static_cast<uint64_t>(yd)));
   }
   toggles.push_back(static_cast<uint32_t>(h * w));
   std::sort(toggles.begin(), toggles.end());
@@ -96,6 +136,7 @@ std::vector<uint32_t> rle_from_polygon(const std::vector<double>& xy, int height
 }
 
 cv::Mat decode_rle(const std::vector<uint32_t>& counts, int height, int width) {
+  check_mask_size(height, width);
   const uint64_t area = static_cast<uint64_t>(height) * static_cast<uint64_t>(width);
   uint64_t total = 0;
   for (uint32_t c : counts) total += c;
@@ -103,6 +144,8 @@ cv::Mat decode_rle(const std::vector<uint32_t>& counts, int height, int width) {
     throw Error("RLE counts cover " + std::to_string(total) + " pixels, more than " +
                 std::to_string(height) + "x" + std::to_string(width));
   }
+  // An empty image keeps its shape (cv::transpose would make it 0x0).
+  if (area == 0) return cv::Mat(height, width, CV_8UC1);
   // Column-major: fill the transposed image row by row, then transpose.
   cv::Mat transposed(width, height, CV_8UC1, cv::Scalar(0));
   uint8_t* data = transposed.ptr<uint8_t>();
@@ -145,6 +188,8 @@ std::vector<uint32_t> encode_rle(const cv::Mat& mask) {
   return counts;
 }
 
+constexpr int kMaxRleChars = 7;
+
 std::vector<uint32_t> decode_rle_string(const std::string& compressed) {
   std::vector<uint32_t> counts;
   size_t p = 0;
@@ -156,7 +201,10 @@ std::vector<uint32_t> decode_rle_string(const std::string& compressed) {
       if (p >= compressed.size()) throw Error("compressed RLE string ends inside a value");
       const int c = static_cast<unsigned char>(compressed[p]) - 48;
       if (c < 0 || c > 63) throw Error("compressed RLE string has an invalid character");
-      if (k > 12) throw Error("compressed RLE string has an over-long value");
+      // 7 characters carry 35 bits: every difference of two uint32 counts
+      // (what pycocotools writes never needs more). Allowing 13, as before,
+      // shifted 31 << 60 out of int64 and sign-extended by << 65 (undefined).
+      if (k >= kMaxRleChars) throw Error("compressed RLE string has an over-long value (more than 7 characters)");
       x |= static_cast<int64_t>(c & 0x1f) << (5 * k);
       more = (c & 0x20) != 0;
       ++p;
@@ -164,7 +212,8 @@ std::vector<uint32_t> decode_rle_string(const std::string& compressed) {
       if (!more && (c & 0x10)) x |= static_cast<int64_t>(~uint64_t{0} << (5 * k));  // sign-extend
     }
     if (counts.size() > 2) x += static_cast<int64_t>(counts[counts.size() - 2]);
-    if (x < 0 || x > static_cast<int64_t>(UINT32_MAX)) throw Error("compressed RLE string decodes to a negative run");
+    if (x < 0 || x > static_cast<int64_t>(UINT32_MAX))
+      throw Error("compressed RLE string decodes to a run of " + std::to_string(x) + " (outside 0..2^32-1)");
     counts.push_back(static_cast<uint32_t>(x));
   }
   return counts;
@@ -276,6 +325,9 @@ CocoGroundTruth CocoGroundTruth::load(const std::string& json_path) {
           for (const auto& value : poly) {
             if (!value.is_number()) throw file_error(json_path, where + ": a polygon is not an array of numbers");
             xy.push_back(value.get<double>());
+            if (!std::isfinite(xy.back()) || std::abs(xy.back()) > kMaxPolygonCoordinate)
+              throw file_error(json_path, where + ": polygon coordinate " + std::to_string(xy.back()) +
+                                              " is far outside any image");
           }
           if (xy.size() % 2) throw file_error(json_path, where + ": a polygon has an odd number of coordinates");
           a.polygons.push_back(std::move(xy));
@@ -366,6 +418,14 @@ cv::Mat CocoGroundTruth::annotation_mask(const CocoAnnotation& annotation) const
   const CocoImageInfo* image = find_image(annotation.image_id);
   if (!image) throw file_error(path_, "unknown image " + std::to_string(annotation.image_id));
   const int h = image->height, w = image->width;
+  try {
+    return annotation_mask_unchecked(annotation, h, w);
+  } catch (const Error& e) {  // the decoders' messages do not know the file
+    throw file_error(path_, "annotation " + std::to_string(annotation.id) + ": " + e.what());
+  }
+}
+
+cv::Mat CocoGroundTruth::annotation_mask_unchecked(const CocoAnnotation& annotation, int h, int w) const {
   if (annotation.is_rle) return decode_rle(annotation.rle_counts, h, w);
   cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
   // pycocotools' quirk: a list whose first entry has exactly 4 numbers is a
@@ -373,7 +433,7 @@ cv::Mat CocoGroundTruth::annotation_mask(const CocoAnnotation& annotation) const
   const bool boxes = !annotation.polygons.empty() && annotation.polygons.front().size() == 4;
   for (const auto& poly : annotation.polygons) {
     if (boxes) {
-      if (poly.size() != 4) throw file_error(path_, "annotation " + std::to_string(annotation.id) + ": mixed boxes and polygons");
+      if (poly.size() != 4) throw Error("mixed boxes and polygons");
       const double xs = poly[0], ys = poly[1], xe = xs + poly[2], ye = ys + poly[3];
       mask |= rasterize_polygon({xs, ys, xs, ye, xe, ye, xe, ys}, h, w);
     } else {

@@ -21,13 +21,19 @@ namespace clipes {
 // pycocotools' frPoly: the polygon is upsampled ×5 onto an integer grid, its
 // edges walked, and a pixel is inside when its centre is below a crossing of
 // the (downsampled) boundary in its column. Returns the RLE counts.
+// Throws clipes::Error for a negative size or one over 2^32 pixels, a
+// coordinate that is not finite or beyond ±kMaxPolygonCoordinate, and an
+// outline longer than kMaxPolygonPerimeters times the image's perimeter.
 std::vector<uint32_t> rle_from_polygon(const std::vector<double>& xy, int height, int width);
+constexpr double kMaxPolygonCoordinate = 1e6;
+constexpr uint64_t kMaxPolygonPerimeters = 128;
 
 // CV_8UC1 0/1 mask of one polygon (x,y pairs; fewer than one pair → empty mask).
 cv::Mat rasterize_polygon(const std::vector<double>& xy, int height, int width);
 
-// CV_8UC1 0/1 mask from column-major counts. Counts that run past h·w throw
-// clipes::Error; counts that stop short leave the rest 0 (as pycocotools does).
+// CV_8UC1 0/1 mask from column-major counts. Counts that run past h·w, and
+// sizes rle_from_polygon refuses, throw clipes::Error; counts that stop short
+// leave the rest 0 (as pycocotools does).
 cv::Mat decode_rle(const std::vector<uint32_t>& counts, int height, int width);
 
 // Column-major counts of a 0/1 (any non-zero = 1) CV_8UC1 mask.
@@ -97,6 +103,8 @@ class CocoGroundTruth {
   cv::Mat semantic_mask(int64_t image_id, bool dataset_ids = false) const;
 
  private:
+  cv::Mat annotation_mask_unchecked(const CocoAnnotation& annotation, int h, int w) const;
+
   std::string path_;
   std::vector<CocoImageInfo> images_;
   std::vector<CocoCategoryInfo> categories_;
