@@ -96,6 +96,19 @@ cv::Mat read_label_png(const std::string& path) { return read_label_png_bytes(re
 cv::Mat read_label_png_bytes(const std::string& bytes, const std::string& name) {
   if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0)
     throw file_error(name, "not a PNG file");
+  // IHDR is always the first chunk (libpng insists). Checked here for a clear
+  // message; libpng's own user limit below only says "Invalid IHDR data".
+  if (bytes.size() >= 24 && bytes.compare(12, 4, "IHDR") == 0) {
+    auto be32 = [&](size_t o) {
+      uint32_t v = 0;
+      for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(bytes[o + i]);
+      return v;
+    };
+    const uint32_t width = be32(16), height = be32(20);
+    if (width > static_cast<uint32_t>(kMaxLabelPngSide) || height > static_cast<uint32_t>(kMaxLabelPngSide))
+      throw file_error(name, "label PNG is " + std::to_string(width) + "x" + std::to_string(height) +
+                                 ", over the limit of " + std::to_string(kMaxLabelPngSide) + " px per side");
+  }
   png_structp png =
       png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, png_warning_ignore);
   png_infop info = png_create_info_struct(png);
