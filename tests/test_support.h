@@ -13,7 +13,12 @@ inline std::string shared_dir() {
 }
 inline std::string shared(const std::string& rel) { return shared_dir() + "/" + rel; }
 inline std::string source_dir() { return CLIPES_SOURCE_DIR; }
-inline std::string clipes_binary() { return CLIPES_BINARY; }
+// CLIPES_BINARY_UNDER_TEST runs the CLI tests against another build (e.g. an
+// older commit's binary, to show a regression test fails there).
+inline std::string clipes_binary() {
+  if (const char* env = std::getenv("CLIPES_BINARY_UNDER_TEST"); env && *env) return env;
+  return CLIPES_BINARY;
+}
 
 inline std::string tiny_clip_path() { return shared("fixtures/tiny-clip/tiny-clip-a.pt"); }
 inline std::string vocab_path() { return shared("fixtures/clip/bpe_simple_vocab_16e6.txt.gz"); }

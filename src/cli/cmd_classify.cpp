@@ -72,9 +72,7 @@ const bool registered = register_command({
       sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
-      sub.add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
-          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
-          ->capture_default_str();
+      add_max_pixels_option(sub, o->max_pixels);
       sub.add_flag("--json", o->json, "print JSON instead of a table");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_classify(*o); };

@@ -270,10 +270,7 @@ const bool registered = register_command({
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
-      sub.add_option("--max-pixels", o->max_pixels,
-                     "refuse images with more pixels than this (read from the file header, before decoding)")
-          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
-          ->capture_default_str();
+      add_max_pixels_option(sub, o->max_pixels);
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
       sub.add_option("--limit", o->limit, "at most this many images")->check(CLI::NonNegativeNumber);
       sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist");

@@ -112,9 +112,7 @@ const bool registered = register_command({
           ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
           ->capture_default_str();
       rank->add_option("--top", o->top, "rows to print")->check(CLI::PositiveNumber)->capture_default_str();
-      rank->add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
-          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
-          ->capture_default_str();
+      add_max_pixels_option(*rank, o->max_pixels);
       rank->add_option("--json", o->json, "write the full ranking as JSON");
       add_runtime_options(*rank, o->runtime);
       return [o]() { return run_rank(*o); };

@@ -125,9 +125,7 @@ const bool registered = register_command({
       sub.add_option("--limit", o->limit, "at most N images (0 = all)")
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
-      sub.add_option("--max-pixels", o->max_pixels, "refuse images with more pixels than this")
-          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
-          ->capture_default_str();
+      add_max_pixels_option(sub, o->max_pixels);
       return [o]() { return run_visualize(*o); };
     }});
 

@@ -36,6 +36,8 @@ struct RuntimeOptions {
   int threads = 0;                // 0 = one per core
 };
 void add_runtime_options(CLI::App& sub, RuntimeOptions& options);
+// --max-pixels for every command that decodes images (io/image_decode.h).
+void add_max_pixels_option(CLI::App& sub, int64_t& max_pixels);
 // --device/--precision as the model's options (throws clipes::Error on a bad precision).
 ModelOptions to_model_options(const RuntimeOptions& options);
 

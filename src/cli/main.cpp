@@ -48,6 +48,13 @@ void add_runtime_options(CLI::App& sub, RuntimeOptions& options) {
       ->capture_default_str();
 }
 
+void add_max_pixels_option(CLI::App& sub, int64_t& max_pixels) {
+  sub.add_option("--max-pixels", max_pixels,
+                 "refuse images with more pixels than this (read from the file header, before decoding)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+}
+
 ModelOptions to_model_options(const RuntimeOptions& options) {
   ModelOptions model;
   model.precision = parse_precision(options.precision);
