@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "clipes/util/blas_kernel.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,6 +9,17 @@
 #include <cstdio>
 
 namespace clipes::test {
+
+// The tests run under the BLAS kernel clipes itself would choose: on a CPU
+// OpenBLAS does not know, the test binary re-executes with OPENBLAS_CORETYPE
+// set, exactly as the clipes binary does (util/blas_kernel.h), so parity is
+// checked under the kernel users get.
+namespace {
+const bool blas_kernel_checked = [] {
+  reexec_with_better_openblas_kernel();
+  return true;
+}();
+}  // namespace
 
 std::string make_temp_dir(const std::string& name) {
   namespace fs = std::filesystem;

@@ -16,6 +16,7 @@
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/blas_kernel.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -67,10 +68,13 @@ int run_bench(const BenchCli& o) {
     results.push_back(run_benchmark(clip_es, c, o.runs, o.warmup, peak, scratch));
   }
   std::filesystem::remove_all(scratch);
+  std::cout << "cpu: " << detect_cpu_features().describe() << "\nmath kernels: " << describe_math_kernels() << "\n";
   std::cout << format_bench_table(results, peak, o.runtime.precision);
   if (!o.json.empty()) {
     nlohmann::json j = {{"precision", o.runtime.precision}, {"device", o.runtime.device},
                         {"threads", torch::get_num_threads()}, {"matmul_peak_gflop_per_s", peak},
+                        {"cpu", detect_cpu_features().describe()}, {"math_kernels", describe_math_kernels()},
+                        {"blas_core", openblas_core_name()}, {"onednn_isa", onednn_isa()},
                         {"model", o.model.empty() ? "random-init vit-b-16" : o.model},
                         {"results", nlohmann::json::array()}};
     for (const auto& r : results) j["results"].push_back(bench_result_json(r));

@@ -13,6 +13,7 @@
 #include <numeric>
 
 #include "clipes/model/checkpoint.h"
+#include "clipes/util/blas_kernel.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/util/error.h"
 #include "clipes/util/sha256.h"
@@ -126,6 +127,18 @@ int run_info(const Options& o) {
     }
     if (!o.bench_forward.empty()) weights = random_clip_weights(config, 0);
   }
+
+  // The math kernels this process runs: the OpenBLAS trap (util/blas_kernel.h)
+  // shows up here first.
+  const CpuFeatures cpu = detect_cpu_features();
+  report["cpu"] = cpu.describe();
+  report["blas_core"] = openblas_core_name();
+  report["blas_config"] = openblas_config();
+  report["onednn_isa"] = onednn_isa();
+  report["math_kernels"] = describe_math_kernels();
+  if (!o.json)
+    std::cout << "cpu:            " << cpu.describe() << "\n"
+              << "math kernels:   " << describe_math_kernels() << "\n";
 
   if (!o.bench_forward.empty()) {
     const auto [h, w] = parse_size(o.bench_forward);

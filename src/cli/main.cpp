@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "clipes/text/bpe_tokenizer.h"
+#include "clipes/util/blas_kernel.h"
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
 #include "command.h"
@@ -103,6 +104,9 @@ void report_failures(const BatchSummary& summary, bool single_image) {
 
 int main(int argc, char** argv) {
   using namespace clipes::cli;
+  // Before anything else: on a CPU that OpenBLAS does not recognise, run again
+  // with the right kernel (3x faster matrix products; util/blas_kernel.h).
+  clipes::reexec_with_better_openblas_kernel();
   CLI::App app{"clipes — pixel-level pseudo masks from image-level labels with CLIP (CLIP-ES)"};
   app.set_version_flag("--version", std::string("clipes ") + CLIPES_VERSION);
   app.require_subcommand(1);
