@@ -9,6 +9,8 @@
 
 #include "clipes/data/dataset.h"
 #include "clipes/eval/evaluate.h"
+#include "clipes/pipeline/run_settings.h"
+#include "clipes/util/strings.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include <filesystem>
@@ -23,7 +25,7 @@ const bool registered = register_command({
     "eval", "score pseudo masks or saved CAMs against ground truth (mIoU)", [](CLI::App& sub) {
       struct Options {
         std::string pred, gt, list, split = "train", classes, label_ids = "consecutive", json, cam_kind = "refined";
-        bool cams = false;
+        bool cams = false, label_ids_given = false;
         int threads = 0;
       };
       auto o = std::make_shared<Options>();
@@ -35,10 +37,12 @@ const bool registered = register_command({
       sub.add_option("--list", o->list, "ids to evaluate, one per line (default: the VOC split / all GT images)");
       auto* split = sub.add_option("--split", o->split, "VOC split list ImageSets/Segmentation/<split>.txt")
                         ->capture_default_str();
-      sub.add_option("--classes", o->classes, "class names: voc, coco or a class config file (default: from the GT)");
+      sub.add_option("--classes", o->classes,
+                     "class names: voc, coco or a class config file (default: the run's run.json, else from the GT)");
       sub.add_option("--label-ids", o->label_ids, "mask values of COCO classes: consecutive (index+1) or coco (category ids)")
-          ->check(CLI::IsMember({"consecutive", "coco"}))
-          ->capture_default_str();
+          ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))
+          ->capture_default_str()
+          ->each([o](const std::string&) { o->label_ids_given = true; });
       sub.add_flag("--cams", o->cams, "evaluate saved CAMs (cams/<stem>_refined.npy + _keys.npy) with a background sweep");
       sub.add_option("--cam-kind", o->cam_kind, "which saved CAMs with --cams: refined (after CAA) or cam")
           ->check(CLI::IsMember({"refined", "cam"}))
@@ -48,7 +52,14 @@ const bool registered = register_command({
           ->check(CLI::Range(0, 1024))
           ->capture_default_str();
       return [o, split]() {
-        const bool dataset_ids = o->label_ids == "coco";
+        // Without --classes, the class set the run recorded (run.json), with
+        // its label ids unless --label-ids says otherwise.
+        const nlohmann::json record = o->classes.empty() ? read_run_record(o->pred) : nlohmann::json();
+        const bool from_run =
+            record.is_object() && record.contains("config") && record["config"].contains("class_set");
+        const std::string label_ids =
+            from_run && !o->label_ids_given ? record["config"].value("label_ids", "consecutive") : o->label_ids;
+        const bool dataset_ids = label_ids == "coco" || label_ids == "dataset";
         const GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
         const std::vector<std::string> ids = o->list.empty() ? gt.default_ids(o->split) : read_id_list(o->list);
         if (ids.empty()) throw Error((o->list.empty() ? o->gt : o->list) + ": no images to evaluate");
@@ -56,7 +67,11 @@ const bool registered = register_command({
         EvalOptions options;
         options.threads = o->threads;
         options.cam_suffix = o->cam_kind;
-        if (o->classes == "voc") options.labels = voc_label_set();
+        if (from_run) {
+          options.labels = parse_label_set(record["config"]["class_set"].dump(), o->pred + "/run.json", dataset_ids);
+          spdlog::info("classes from {}/run.json: {} ({} ids)", printable(o->pred),
+                       record["config"]["class_set"].value("name", "?"), label_ids);
+        } else if (o->classes == "voc") options.labels = voc_label_set();
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
         else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)
           options.labels = read_label_set(ClassConfig::resolve_path(o->classes), dataset_ids);

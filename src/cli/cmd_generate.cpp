@@ -18,6 +18,7 @@
 #include "clipes/io/indexed_png.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/generate.h"
+#include "clipes/pipeline/run_settings.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
@@ -45,7 +46,7 @@ struct GenerateCli {
   double bg_power = 1.0;
   double ignore_below = 0.0;
   std::string label_ids = "consecutive";
-  bool save_cams = false, vis = false, no_resume = false, no_caa = false, no_softmax = false;
+  bool save_cams = false, vis = false, no_resume = false, force_resume = false, no_caa = false, no_softmax = false;
   int max_tokens = 2500;
   int64_t max_pixels = kDefaultMaxPixels;
   std::string shard = "0/1";
@@ -135,6 +136,29 @@ int run_generate(const GenerateCli& o, bool split_given) {
   check_output_folder(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
+  // Everything that changes an output byte; a resume must have made its
+  // outputs with exactly these (pipeline/run_settings.h).
+  const std::string model_sha256 = sha256_file(o.model);
+  const nlohmann::json class_set = nlohmann::json::parse(classes.to_json_text());
+  const nlohmann::json settings = {{"model_sha256", model_sha256},
+                                   {"vocab_sha256", sha256_file(o.vocab)},
+                                   {"class_set", class_set},
+                                   {"templates", es_config.templates},
+                                   {"synonyms", o.synonyms},
+                                   {"box_threshold", es_config.box_threshold},
+                                   {"bg_power", o.bg_power},
+                                   {"ignore_below", o.ignore_below},
+                                   {"label_ids", o.label_ids},
+                                   {"caa", es_config.refine},
+                                   {"softmax", es_config.use_softmax},
+                                   {"max_tokens", o.max_tokens},
+                                   {"precision", o.runtime.precision}};
+  if (o.force_resume && o.no_resume) throw Error("--force-resume and --no-resume exclude each other");
+  const std::vector<std::string> accepted = check_output_settings(
+      o.out, settings, o.no_resume ? ResumeMode::NoResume : o.force_resume ? ResumeMode::ForceResume : ResumeMode::Resume);
+  for (const auto& d : accepted) spdlog::warn("--force-resume: keeping outputs made with other settings: {}", d);
+  const std::string started_at = now_utc_iso8601();
+
   spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
   auto model = ClipModel::load(o.model, model_options);
   check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
@@ -166,7 +190,7 @@ int run_generate(const GenerateCli& o, bool split_given) {
   const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
   nlohmann::json model_json = nlohmann::json::object(), input = nlohmann::json::object();
   put_bytes(model_json, "path", o.model);
-  model_json["sha256"] = sha256_file(o.model);
+  model_json["sha256"] = model_sha256;
   if (o.image.empty()) {
     put_bytes(input, "dataset", o.dataset);
     input["format"] = o.format;
@@ -215,13 +239,21 @@ int run_generate(const GenerateCli& o, bool split_given) {
                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                          {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
   put_bytes(run, "vocab", o.vocab);
+  // What eval and visualize read back: the whole class set, the image folder.
+  run["config"]["class_set"] = class_set;
+  if (!records.empty()) put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
   const std::string run_name = options.batch.shard.count > 1
                                    ? "run.shard-" + std::to_string(options.batch.shard.index) + "-of-" +
                                          std::to_string(options.batch.shard.count) + ".json"
                                    : "run.json";
   bool run_record_written = true;
+  nlohmann::json history = {{"started", started_at}, {"ended", now_utc_iso8601()}, {"argv", nlohmann::json::array()},
+                            {"shard", o.shard}, {"counts", run["counts"]}, {"timings_s", run["timings_s"]},
+                            {"force_resumed_over", accepted}};
+  for (const auto& a : invocation_args()) history["argv"].push_back(printable(a));
   try {
     write_file_atomic((std::filesystem::path(o.out) / run_name).string(), run.dump(2) + "\n");
+    append_run_history(o.out, history);
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     run_record_written = false;
@@ -273,7 +305,9 @@ const bool registered = register_command({
       add_max_pixels_option(sub, o->max_pixels);
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
       sub.add_option("--limit", o->limit, "at most this many images")->check(CLI::NonNegativeNumber);
-      sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist");
+      sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist (and record the new settings)");
+      sub.add_flag("--force-resume", o->force_resume,
+                   "resume even though OUT was made with other settings (existing outputs are kept)");
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
       add_runtime_options(sub, o->runtime);

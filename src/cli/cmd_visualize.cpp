@@ -15,6 +15,7 @@
 #include "clipes/io/npy.h"
 #include "clipes/text/class_config.h"
 #include "clipes/data/safe_path.h"
+#include "clipes/pipeline/run_settings.h"
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
 #include "command.h"
@@ -25,7 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct Options {
-  std::string out, images, classes = "voc", label_ids = "consecutive", ids;
+  std::string out, images, classes, label_ids, ids;  // empty: from the run's run.json
   int limit = 0;
   int64_t max_pixels = kDefaultMaxPixels;
 };
@@ -79,8 +80,19 @@ std::string write_sheet(const Options& o, const ClassConfig& classes, const std:
   return path;
 }
 
-int run_visualize(const Options& o) {
-  const ClassConfig classes = ClassConfig::resolve(o.classes);
+int run_visualize(const Options& given) {
+  // What generate recorded in run.json fills every option not given: the
+  // class set itself (not just its name), the label ids, the image folder.
+  Options o = given;
+  const nlohmann::json record = read_run_record(o.out);
+  const nlohmann::json config = record.is_object() ? record.value("config", nlohmann::json::object()) : nlohmann::json::object();
+  if (o.label_ids.empty()) o.label_ids = config.value("label_ids", "consecutive");
+  if (o.images.empty() && record.is_object() && record.contains("images_folder"))
+    o.images = record["images_folder"].get<std::string>();
+  if (o.images.empty()) throw Error("--images: give the folder of the input images (" + printable(o.out) + " has no run.json naming it)");
+  const ClassConfig classes = !o.classes.empty()          ? ClassConfig::resolve(o.classes)
+                              : config.contains("class_set") ? ClassConfig::parse(config["class_set"].dump(), o.out + "/run.json")
+                                                             : ClassConfig::resolve("voc");
   // The legend must name mask values the way generate wrote them.
   const std::vector<std::string> names_by_id =
       classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));
@@ -116,11 +128,9 @@ const bool registered = register_command({
     "visualize", "contact sheets (image, CAMs, refined CAMs, mask) of a generate run", [](CLI::App& sub) {
       auto o = std::make_shared<Options>();
       sub.add_option("--out", o->out, "the folder `clipes generate` wrote (masks/, cams/)")->required();
-      sub.add_option("--images", o->images, "folder with the input images (<stem>.jpg|jpeg|png)")->required();
-      sub.add_option("--classes", o->classes, "class file generate used: voc, coco, toy or a JSON path")
-          ->capture_default_str();
-      sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset")
-          ->capture_default_str();
+      sub.add_option("--images", o->images, "folder with the input images (default: the one run.json names)");
+      sub.add_option("--classes", o->classes, "class file generate used (default: the class set run.json records, else voc)");
+      sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset (default: run.json's)");
       sub.add_option("--ids", o->ids, "only these stems, comma-separated");
       sub.add_option("--limit", o->limit, "at most N images (0 = all)")
           ->check(CLI::NonNegativeNumber)

@@ -56,4 +56,8 @@ void check_vocab_fits_model(const BpeTokenizer& tokenizer, const ClipModel& mode
 // log could not take (disk full), so none is lost.
 void report_failures(const BatchSummary& summary, bool single_image);
 
+// The command line as given (for run histories), and the time for records.
+const std::vector<std::string>& invocation_args();
+std::string now_utc_iso8601();  // "2026-12-01T21:07:10Z"
+
 }  // namespace clipes::cli

@@ -7,6 +7,7 @@
 #include <opencv2/core/utils/logger.hpp>
 
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -69,6 +70,24 @@ void apply_runtime_options(const RuntimeOptions& options) {
   torch::set_num_threads(threads);
 }
 
+namespace {
+std::vector<std::string>& args_storage() {
+  static std::vector<std::string> args;
+  return args;
+}
+}  // namespace
+
+const std::vector<std::string>& invocation_args() { return args_storage(); }
+
+std::string now_utc_iso8601() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 void check_vocab_fits_model(const BpeTokenizer& tokenizer, const ClipModel& model, const std::string& vocab_path,
                             const std::string& model_path) {
   const int64_t model_vocab = model.config().text.vocab_size;
@@ -107,6 +126,7 @@ int main(int argc, char** argv) {
   // Before anything else: on a CPU that OpenBLAS does not recognise, run again
   // with the right kernel (3x faster matrix products; util/blas_kernel.h).
   clipes::reexec_with_better_openblas_kernel();
+  for (int i = 0; i < argc; ++i) args_storage().push_back(argv[i]);
   CLI::App app{"clipes — pixel-level pseudo masks from image-level labels with CLIP (CLIP-ES)"};
   app.set_version_flag("--version", std::string("clipes ") + CLIPES_VERSION);
   app.require_subcommand(1);

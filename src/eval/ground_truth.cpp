@@ -57,7 +57,10 @@ LabelSet coco_label_set(bool dataset_ids) {
 }
 
 LabelSet read_label_set(const std::string& path, bool dataset_ids) {
-  const std::string text = read_file(path);
+  return parse_label_set(read_file(path), path, dataset_ids);
+}
+
+LabelSet parse_label_set(const std::string& text, const std::string& path, bool dataset_ids) {
   LabelSet set;
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && (text[first] == '[' || text[first] == '{')) {

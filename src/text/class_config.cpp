@@ -126,6 +126,21 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
 
 ClassConfig ClassConfig::load(const std::string& path) { return parse(read_file(path), path); }
 
+std::string ClassConfig::to_json_text() const {
+  nlohmann::ordered_json j;
+  j["name"] = name;
+  j["template"] = default_template;
+  j["box_threshold"] = box_threshold;
+  j["background"] = background;
+  j["classes"] = nlohmann::ordered_json::array();
+  for (const auto& c : classes) {
+    nlohmann::ordered_json entry = {{"name", c.name}, {"prompt", c.prompt}, {"id", c.id}};
+    if (!c.aliases.empty()) entry["aliases"] = c.aliases;
+    j["classes"].push_back(std::move(entry));
+  }
+  return j.dump();
+}
+
 std::string ClassConfig::prompts_dir() {
   if (const char* env = std::getenv("CLIPES_PROMPTS_DIR"); env && *env) return env;
   std::error_code ec;

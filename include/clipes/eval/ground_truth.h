@@ -32,6 +32,8 @@ LabelSet coco_label_set(bool dataset_ids);
 // line. A name's synonyms after the first comma are dropped for display.
 // `dataset_ids` takes the values from "id" (an error if a class has none).
 LabelSet read_label_set(const std::string& path, bool dataset_ids);
+// The same from the file's text (e.g. the class set a run recorded in run.json).
+LabelSet parse_label_set(const std::string& text, const std::string& name_for_errors, bool dataset_ids);
 
 class GtSource {
  public:

@@ -53,6 +53,9 @@ struct ClassConfig {
   // clipes::Error naming `option` (the CLI flag).
   static LabelIds parse_label_ids(const std::string& text, const std::string& option = "--label-ids");
   int num_classes() const { return static_cast<int>(classes.size()); }
+  // The class file that parse() reads back to this same set (every field
+  // written out): what run.json and settings.json record of a run.
+  std::string to_json_text() const;
 };
 
 }  // namespace clipes

@@ -1,0 +1,102 @@
+#include "clipes/pipeline/run_settings.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
+#include "clipes/util/strings.h"
+
+namespace clipes {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shown(const nlohmann::json& v) {
+  std::string s = v.is_null() ? "(unset)" : v.dump();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return s;
+}
+
+void diff(const nlohmann::json& a, const nlohmann::json& b, const std::string& prefix, std::vector<std::string>& out) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [key, value] : a.items())
+      diff(value, b.contains(key) ? b.at(key) : nlohmann::json(), prefix.empty() ? key : prefix + "." + key, out);
+    for (const auto& [key, value] : b.items())
+      if (!a.contains(key)) diff(nlohmann::json(), value, prefix.empty() ? key : prefix + "." + key, out);
+    return;
+  }
+  if (a != b) out.push_back(prefix + ": " + shown(a) + " → " + shown(b));
+}
+
+}  // namespace
+
+std::vector<std::string> settings_differences(const nlohmann::json& before, const nlohmann::json& now) {
+  std::vector<std::string> out;
+  diff(before, now, "", out);
+  return out;
+}
+
+std::vector<std::string> check_output_settings(const std::string& out_dir, const nlohmann::json& settings,
+                                               ResumeMode mode) {
+  const std::string path = (fs::path(out_dir) / "settings.json").string();
+  if (mode != ResumeMode::NoResume && is_file(path)) {
+    nlohmann::json before;
+    try {
+      before = nlohmann::json::parse(read_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw file_error(path, std::string("not valid JSON (") + e.what() + "); --no-resume starts over");
+    }
+    const std::vector<std::string> differences = settings_differences(before.value("settings", nlohmann::json()), settings);
+    if (differences.empty()) return {};
+    if (mode == ResumeMode::ForceResume) return differences;
+    std::string list;
+    for (const auto& d : differences) list += (list.empty() ? "" : "; ") + d;
+    throw file_error(out_dir, "the outputs here were made with other settings (" + list +
+                                  "); --no-resume recomputes every image, --force-resume keeps the existing outputs");
+  }
+  const nlohmann::json file = {{"about", "the settings every output in this folder was made with (clipes)"},
+                               {"settings", settings}};
+  write_file_atomic(path, file.dump(2) + "\n");
+  return {};
+}
+
+void append_run_history(const std::string& out_dir, const nlohmann::json& record) {
+  const std::string path = (fs::path(out_dir) / "runs.jsonl").string();
+  const std::string line = record.dump() + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw file_error(path, std::string("cannot append: ") + std::strerror(errno));
+  const ssize_t n = ::write(fd, line.data(), line.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(line.size()))
+    throw file_error(path, std::string("cannot append: ") + (n < 0 ? std::strerror(err) : "short write"));
+}
+
+nlohmann::json read_run_record(const std::string& out_dir) {
+  std::vector<fs::path> candidates = {fs::path(out_dir) / "run.json"};
+  std::error_code ec;
+  std::vector<fs::path> shards;
+  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind("run.shard-", 0) == 0 && it->path().extension() == ".json") shards.push_back(it->path());
+  }
+  std::sort(shards.begin(), shards.end());
+  candidates.insert(candidates.end(), shards.begin(), shards.end());
+  for (const auto& c : candidates) {
+    if (!is_file(c)) continue;
+    try {
+      return nlohmann::json::parse(read_file(c.string()));
+    } catch (const nlohmann::json::exception& e) {
+      throw file_error(c.string(), std::string("not valid JSON (") + e.what() + ")");
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace clipes
