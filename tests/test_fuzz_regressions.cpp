@@ -15,6 +15,8 @@
 #include "clipes/data/dataset.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
+#include "clipes/text/bpe_tokenizer.h"
+#include "test_support.h"
 #include "clipes/model/safetensors_header.h"
 #include "clipes/util/error.h"
 
@@ -234,6 +236,24 @@ TEST(FuzzRegressions, LabelPngSideLimit) {
     EXPECT_NE(std::string(e.what()).find("wide.png: "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("limit"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace clipes
+
+namespace clipes {
+namespace {
+
+// Found by the fuzz_bpe harness's author while reading: a byte that is not
+// UTF-8 swallowed what followed it ("caf\xe9 au lait" → "caf頡u lait"), and a
+// surrogate made the whole text encode to no tokens, silently.
+TEST(FuzzRegressions, TokenizerTreatsBytesThatAreNotUtf8AsReplacementCharacters) {
+  const BpeTokenizer tokenizer = BpeTokenizer::from_file(test::vocab_path());
+  EXPECT_EQ(tokenizer.encode("caf\xe9 au lait"), tokenizer.encode("caf\xef\xbf\xbd au lait"));
+  EXPECT_EQ(tokenizer.encode("caf\xe9 au lait").size() >= 3, true);
+  const std::string with_surrogate = "a dog \xed\xa0\x80 on grass";
+  EXPECT_FALSE(tokenizer.encode(with_surrogate).empty());
+  EXPECT_EQ(tokenizer.encode(with_surrogate), tokenizer.encode("a dog \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd on grass"));
 }
 
 }  // namespace

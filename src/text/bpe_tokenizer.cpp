@@ -385,7 +385,11 @@ std::vector<std::string> BpeTokenizer::bpe(const std::string& token) const {
 std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
   std::vector<int64_t> ids;
   const auto& bytes = byte_encoder();
-  for (const std::string& piece : pre_tokenize(clean(text))) {
+  // Python would have refused bytes that are not UTF-8 before the tokenizer
+  // saw them; here each bad byte becomes U+FFFD first. Unchecked, one bad
+  // byte swallowed the characters after it, and a surrogate made PCRE2's UTF
+  // check fail, so the whole text silently encoded to no tokens at all.
+  for (const std::string& piece : pre_tokenize(clean(to_valid_utf8(text)))) {
     std::string symbols;
     for (unsigned char c : piece) symbols += bytes[c];
     for (const std::string& sym : bpe(symbols)) {

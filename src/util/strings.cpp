@@ -81,6 +81,23 @@ std::string printable(const std::string& bytes) {
   return out;
 }
 
+std::string to_valid_utf8(const std::string& bytes) {
+  if (is_valid_utf8(bytes)) return bytes;
+  std::string out;
+  out.reserve(bytes.size() + 8);
+  for (size_t i = 0; i < bytes.size();) {
+    const size_t len = utf8_sequence_length(bytes, i);
+    if (len == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    } else {
+      out.append(bytes, i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
 std::string to_hex(const std::string& bytes) {
   static const char* hex = "0123456789abcdef";
   std::string out;

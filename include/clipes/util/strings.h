@@ -24,6 +24,10 @@ bool is_valid_utf8(const std::string& bytes);
 // lossless JSON form.
 std::string printable(const std::string& bytes);
 
+// `bytes` with every byte that is not part of a well-formed UTF-8 sequence
+// replaced by U+FFFD (valid UTF-8 passes unchanged).
+std::string to_valid_utf8(const std::string& bytes);
+
 // Lower-case hex of every byte ("caf\xe9" → "636166e9").
 std::string to_hex(const std::string& bytes);
 
