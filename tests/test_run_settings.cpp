@@ -66,6 +66,24 @@ TEST(RunSettings, AResumeWithOtherSettingsIsRefusedNamingThem) {
   EXPECT_EQ(diffs[0].rfind("class_set.background", 0), 0u) << diffs[0];
 }
 
+TEST(RunSettings, ARunThatWroteNothingDoesNotBlockTheNext) {
+  // A first attempt that fails before any mask (here: every image is
+  // unreadable) must not pin its settings on the folder.
+  const std::string dir = test::make_temp_dir("settings-nothing-written");
+  fs::create_directories(dir + "/images");
+  write_file_atomic(dir + "/images/a.jpg", "not an image");
+  write_file_atomic(dir + "/labels.csv", "a.jpg,circle\n");
+  const std::string base = test::clipes_binary() + " generate -q --model " + test::source_dir() +
+                           "/models/toy-clip.pt --vocab " + test::source_dir() +
+                           "/models/toy-vocab.txt.gz --classes toy --format folder --dataset " + dir +
+                           "/images --labels-file " + dir + "/labels.csv --out " + dir + "/out";
+  std::string log;
+  EXPECT_EQ(test::run_command(base, &log), 1) << log;  // nothing producible
+  EXPECT_EQ(test::run_command(base + " --box-threshold 0.9", &log), 1) << log;  // not "other settings"
+  EXPECT_EQ(log.find("other settings"), std::string::npos) << log;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/out/settings.json"))["settings"]["box_threshold"], 0.9);
+}
+
 TEST(RunSettings, EveryInvocationIsAppendedToTheHistory) {
   const ToyRun r = make_toy_run("settings-history");
   std::string log;

@@ -154,8 +154,12 @@ int run_generate(const GenerateCli& o, bool split_given) {
                                    {"max_tokens", o.max_tokens},
                                    {"precision", o.runtime.precision}};
   if (o.force_resume && o.no_resume) throw Error("--force-resume and --no-resume exclude each other");
+  // Masks are written last, so any mask means outputs made with the recorded settings.
+  std::error_code ec;
+  const bool has_outputs = !std::filesystem::is_empty(std::filesystem::path(o.out) / "masks", ec) && !ec;
   const std::vector<std::string> accepted = check_output_settings(
-      o.out, settings, o.no_resume ? ResumeMode::NoResume : o.force_resume ? ResumeMode::ForceResume : ResumeMode::Resume);
+      o.out, settings, o.no_resume ? ResumeMode::NoResume : o.force_resume ? ResumeMode::ForceResume : ResumeMode::Resume,
+      has_outputs);
   for (const auto& d : accepted) spdlog::warn("--force-resume: keeping outputs made with other settings: {}", d);
   const std::string started_at = now_utc_iso8601();
 

@@ -43,7 +43,7 @@ std::vector<std::string> settings_differences(const nlohmann::json& before, cons
 }
 
 std::vector<std::string> check_output_settings(const std::string& out_dir, const nlohmann::json& settings,
-                                               ResumeMode mode) {
+                                               ResumeMode mode, bool has_outputs) {
   const std::string path = (fs::path(out_dir) / "settings.json").string();
   if (mode != ResumeMode::NoResume && is_file(path)) {
     nlohmann::json before;
@@ -54,11 +54,14 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
     }
     const std::vector<std::string> differences = settings_differences(before.value("settings", nlohmann::json()), settings);
     if (differences.empty()) return {};
-    if (mode == ResumeMode::ForceResume) return differences;
-    std::string list;
-    for (const auto& d : differences) list += (list.empty() ? "" : "; ") + d;
-    throw file_error(out_dir, "the outputs here were made with other settings (" + list +
+    if (!has_outputs) mode = ResumeMode::NoResume;  // nothing was made with the old settings
+    else if (mode == ResumeMode::ForceResume) return differences;
+    if (mode == ResumeMode::Resume) {
+      std::string list;
+      for (const auto& d : differences) list += (list.empty() ? "" : "; ") + d;
+      throw file_error(out_dir, "the outputs here were made with other settings (" + list +
                                   "); --no-resume recomputes every image, --force-resume keeps the existing outputs");
+    }
   }
   const nlohmann::json file = {{"about", "the settings every output in this folder was made with (clipes)"},
                                {"settings", settings}};

@@ -32,10 +32,12 @@ std::vector<std::string> settings_differences(const nlohmann::json& before, cons
 //   * same settings: nothing to do;
 //   * different: throws clipes::Error naming every differing setting, unless
 //     mode is ForceResume (returns the differences; the file keeps what the
-//     outputs were made with) or NoResume (the file is replaced).
+//     outputs were made with) or NoResume (the file is replaced), or OUT
+//     holds no outputs yet (`has_outputs` false: a run that failed before
+//     writing anything, e.g. on a bad checkpoint, must not block the next).
 // Returns the differences that were accepted (ForceResume), else empty.
 std::vector<std::string> check_output_settings(const std::string& out_dir, const nlohmann::json& settings,
-                                               ResumeMode mode);
+                                               ResumeMode mode, bool has_outputs = true);
 
 // Appends `record` as one line to OUT/runs.jsonl (O_APPEND, one write, so
 // shards appending at once do not interleave). Throws clipes::Error naming
