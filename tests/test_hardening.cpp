@@ -372,23 +372,38 @@ TEST(Hardening, ExitCodeIsTheSameOnEveryRerun) {
 TEST(Hardening, AFullDiskLosesNoFailureRecordAndLeavesNoCamsWithoutAMask) {
   // `ulimit -f` makes every write past the limit fail with EFBIG, as a full
   // disk fails with ENOSPC. Before: exit 0 with 8 of 10 images failed, and an
-  // empty failures.jsonl when nothing could be written at all.
+  // empty failures.jsonl (records lost) when nothing could be written.
   const std::string dir = test::make_temp_dir("full-disk");
   const std::string images = folder_dataset(dir, 3, 0);
   const std::string cmd = generate_command(dir + "/out") + " --dataset " + q(images) +
                           " --format folder --labels-file " + q(dir + "/labels.csv") + " --save-cams";
   fs::create_directories(dir + "/out");
-  // 0 blocks: not one byte can be written to any file. stderr goes through
-  // run_command's pipe, which the limit does not cover.
+  // 0 blocks, a disk already full: not one byte can be written. That is
+  // found before any work (settings.json is written before the model loads):
+  // one line naming the file and the real errno, exit 2. stderr goes
+  // through run_command's pipe, which the limit does not cover.
   std::string err;
-  const int code = test::run_command("ulimit -f 0; " + cmd, &err);
-  EXPECT_EQ(code, 1) << err;
+  EXPECT_EQ(test::run_command("ulimit -f 0; " + cmd, &err), 2) << err;
+  EXPECT_NE(err.find("settings.json: cannot write: File too large"), std::string::npos) << err;  // not "Success"
+  // The failure log itself unwritable (a folder in its place) while every
+  // image fails to write (masks/ is a file): every record reaches stderr.
+  const std::string out2 = dir + "/out2";
+  fs::create_directories(out2 + "/failures.jsonl");
+  write_file_atomic(out2 + "/masks", "in the way");
+  const std::string cmd2 = generate_command(out2) + " --dataset " + q(images) + " --format folder --labels-file " +
+                           q(dir + "/labels.csv");
+  EXPECT_EQ(test::run_command(cmd2, &err), 1) << err;
   EXPECT_NE(err.find("cannot write the failure log"), std::string::npos) << err;
   for (int i = 0; i < 3; ++i) EXPECT_NE(err.find("failed: good" + std::to_string(i)), std::string::npos) << err;
-  EXPECT_NE(err.find("File too large"), std::string::npos) << err;  // errno kept, not "Success"
   // 8 blocks: the small keys.npy fits, the CAM arrays and masks do not.
   std::string partial_err;
   EXPECT_EQ(test::run_command("ulimit -f 8; " + cmd, &partial_err), 1) << partial_err;
+  const auto records = read_jsonl(dir + "/out/failures.jsonl");
+  ASSERT_EQ(records.size(), 3u) << partial_err;
+  for (const auto& record : records) {
+    EXPECT_EQ(record["stage"], "write") << record;
+    EXPECT_NE(record["reason"].get<std::string>().find("File too large"), std::string::npos) << record;
+  }
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir + "/out/cams", ec)) {
     const std::string name = entry.path().filename().string();
