@@ -159,9 +159,10 @@ std::vector<ImageRecord> read_voc_dataset(const std::string& root, const VocOpti
 std::string find_coco_annotations(const std::string& root_or_json, const std::string& split) {
   const fs::path path(root_or_json);
   if (is_file(path)) return path.string();
-  if (!is_dir(path)) throw file_error(root_or_json, why_not_a_readable_file(root_or_json) == "file not found"
-                                                        ? "no such COCO annotation file or folder"
-                                                        : why_not_a_readable_file(root_or_json));
+  if (!is_dir(path)) {
+    const std::string why = why_not_a_readable_file(root_or_json);
+    throw file_error(root_or_json, why == "file not found" ? "no such COCO annotation file or folder" : why);
+  }
   const fs::path annotations = is_dir(path / "annotations") ? path / "annotations" : path;
   std::vector<std::string> found;
   std::error_code ec;

@@ -19,6 +19,7 @@
 #include "clipes/io/image_header.h"
 #include "clipes/io/png_decode.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 
 namespace clipes {
 namespace {
@@ -134,34 +135,20 @@ cv::Mat decode_checked(const std::vector<uchar>& bytes, const std::string& name,
   return to_rgb(raw, name);
 }
 
-// What a failed stat/open means, in words (std::filesystem::exists says
-// "false" for a symlink loop and an unreadable parent alike).
-std::string open_failure(int err) {
-  switch (err) {
-    case ENOENT: return "file not found";
-    case ENOTDIR: return "file not found (a component of the path is not a directory)";
-    case ELOOP: return "too many levels of symbolic links (symlink loop)";
-    case EACCES: return "permission denied";
-    case EISDIR: return "is a directory, not an image file";
-    default: return std::strerror(err);
-  }
-}
-
 struct Fd {
   int fd;
   ~Fd() { if (fd >= 0) ::close(fd); }
 };
 
 std::vector<uchar> read_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw file_error(path, open_failure(errno));
-  if (S_ISDIR(st.st_mode)) throw file_error(path, open_failure(EISDIR));
-  // A FIFO or device would block or never end; images are regular files.
-  if (!S_ISREG(st.st_mode)) throw file_error(path, "not a regular file");
+  // The real reason (symlink loop, folder, FIFO, permissions), not "not found".
+  const std::string why = why_not_a_readable_file(path, "is a directory, not an image file");
+  if (!why.empty()) throw file_error(path, why);
   const Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) throw file_error(path, open_failure(errno));
+  if (f.fd < 0) throw file_error(path, std::strerror(errno));  // changed since the check: say what open saw
   std::vector<uchar> bytes;
-  bytes.reserve(static_cast<size_t>(st.st_size));
+  struct stat st {};
+  if (::fstat(f.fd, &st) == 0 && st.st_size > 0) bytes.reserve(static_cast<size_t>(st.st_size));
   uchar buf[1 << 16];
   while (true) {
     const ssize_t n = ::read(f.fd, buf, sizeof buf);

@@ -11,21 +11,22 @@
 
 namespace clipes {
 
-std::string why_not_a_readable_file(const std::string& path) {
+std::string why_not_a_readable_file(const std::string& path, const std::string& directory_problem) {
   if (path.empty()) return "empty file name";
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     switch (errno) {
       case ENOENT: return "file not found";
-      case ELOOP: return "too many levels of symbolic links (a symlink loop?)";
+      case ENOTDIR: return "file not found (a component of the path is not a directory)";
+      case ELOOP: return "too many levels of symbolic links (symlink loop)";
       case EACCES: return "permission denied";
-      case ENOTDIR: return "a part of the path is not a folder";
       case ENAMETOOLONG: return "file name too long";
       default: return std::strerror(errno);
     }
   }
-  if (S_ISDIR(st.st_mode)) return "is a folder, not a file";
-  if (!S_ISREG(st.st_mode)) return "is not a regular file";
+  if (S_ISDIR(st.st_mode)) return directory_problem;
+  // A FIFO or device would block or never end.
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
   if (::access(path.c_str(), R_OK) != 0) return errno == EACCES ? "permission denied" : std::strerror(errno);
   return "";
 }

@@ -19,11 +19,13 @@ inline bool is_dir(const std::filesystem::path& p) {
 }
 
 // Why `path` cannot be read as a regular file, in words ("file not found",
-// "is a folder, not a file", "too many levels of symbolic links (a symlink
-// loop?)", "permission denied", ...), or "" when it is a readable regular
-// file. std::filesystem::exists() folds a symlink loop into "does not exist";
-// this reports errno as it is.
-std::string why_not_a_readable_file(const std::string& path);
+// `directory_problem` for a folder, "too many levels of symbolic links
+// (symlink loop)", "permission denied", "not a regular file" for a FIFO or
+// device, ...), or "" when it is a readable regular file.
+// std::filesystem::exists() folds a symlink loop into "does not exist"; this
+// reports errno as it is.
+std::string why_not_a_readable_file(const std::string& path,
+                                    const std::string& directory_problem = "is a folder, not a file");
 
 // Throws file_error(path, why_not_a_readable_file(path)) unless it is "".
 void require_readable_file(const std::string& path);
