@@ -53,6 +53,26 @@ void append_hex_escape(std::string& out, unsigned char c) {
   out += hex[c & 15];
 }
 
+// Copies every well-formed UTF-8 sequence of `bytes`; each other byte (and,
+// with `controls_too`, each control character) goes to `replace` instead.
+template <class Replace>
+std::string copy_utf8(const std::string& bytes, bool controls_too, Replace replace) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t i = 0; i < bytes.size();) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    const size_t len = utf8_sequence_length(bytes, i);
+    if (len == 0 || (controls_too && (c < 0x20 || c == 0x7f))) {
+      replace(out, c);
+      ++i;
+    } else {
+      out.append(bytes, i, len);
+      i += len;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 bool is_valid_utf8(const std::string& bytes) {
@@ -65,37 +85,12 @@ bool is_valid_utf8(const std::string& bytes) {
 }
 
 std::string printable(const std::string& bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  for (size_t i = 0; i < bytes.size();) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    const size_t len = utf8_sequence_length(bytes, i);
-    if (len == 0 || c < 0x20 || c == 0x7f) {
-      append_hex_escape(out, c);
-      ++i;
-    } else {
-      out.append(bytes, i, len);
-      i += len;
-    }
-  }
-  return out;
+  return copy_utf8(bytes, /*controls_too=*/true, [](std::string& out, unsigned char c) { append_hex_escape(out, c); });
 }
 
 std::string to_valid_utf8(const std::string& bytes) {
   if (is_valid_utf8(bytes)) return bytes;
-  std::string out;
-  out.reserve(bytes.size() + 8);
-  for (size_t i = 0; i < bytes.size();) {
-    const size_t len = utf8_sequence_length(bytes, i);
-    if (len == 0) {
-      out += "\xEF\xBF\xBD";  // U+FFFD
-      ++i;
-    } else {
-      out.append(bytes, i, len);
-      i += len;
-    }
-  }
-  return out;
+  return copy_utf8(bytes, /*controls_too=*/false, [](std::string& out, unsigned char) { out += "\xEF\xBF\xBD"; });
 }
 
 std::string to_hex(const std::string& bytes) {
