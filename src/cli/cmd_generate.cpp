@@ -140,19 +140,21 @@ int run_generate(const GenerateCli& o, bool split_given) {
   // outputs with exactly these (pipeline/run_settings.h).
   const std::string model_sha256 = sha256_file(o.model);
   const nlohmann::json class_set = nlohmann::json::parse(classes.to_json_text());
-  const nlohmann::json settings = {{"model_sha256", model_sha256},
-                                   {"vocab_sha256", sha256_file(o.vocab)},
-                                   {"class_set", class_set},
-                                   {"templates", es_config.templates},
-                                   {"synonyms", o.synonyms},
-                                   {"box_threshold", es_config.box_threshold},
-                                   {"bg_power", o.bg_power},
-                                   {"ignore_below", o.ignore_below},
-                                   {"label_ids", o.label_ids},
-                                   {"caa", es_config.refine},
-                                   {"softmax", es_config.use_softmax},
-                                   {"max_tokens", o.max_tokens},
-                                   {"precision", o.runtime.precision}};
+  nlohmann::json settings = {{"model_sha256", model_sha256},
+                             {"vocab_sha256", sha256_file(o.vocab)},
+                             {"class_set", class_set},
+                             {"templates", nlohmann::json::array()},
+                             {"synonyms", o.synonyms},
+                             {"box_threshold", es_config.box_threshold},
+                             {"bg_power", o.bg_power},
+                             {"ignore_below", o.ignore_below},
+                             {"label_ids", o.label_ids},
+                             {"caa", es_config.refine},
+                             {"softmax", es_config.use_softmax},
+                             {"max_tokens", o.max_tokens},
+                             {"precision", o.runtime.precision}};
+  // A template from the command line need not be UTF-8 (util/json_text.h).
+  for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
   if (o.force_resume && o.no_resume) throw Error("--force-resume and --no-resume exclude each other");
   // Masks are written last, so any mask means outputs made with the recorded settings.
   std::error_code ec;
@@ -205,25 +207,19 @@ int run_generate(const GenerateCli& o, bool split_given) {
     put_bytes(input, "image", o.image);
     put_bytes(input, "labels", o.labels);
   }
-  nlohmann::json config = {{"templates", nlohmann::json::array()},
-                           {"synonyms", o.synonyms},
-                           {"box_threshold", es_config.box_threshold},
-                           {"bg_power", o.bg_power},
-                           {"ignore_below", o.ignore_below},
-                           {"label_ids", o.label_ids},
-                           {"caa", es_config.refine},
-                           {"softmax", es_config.use_softmax},
-                           {"max_tokens", o.max_tokens},
-                           {"max_pixels", o.max_pixels},
-                           {"save_cams", o.save_cams},
-                           {"vis", o.vis},
-                           {"precision", o.runtime.precision},
-                           {"device", o.runtime.device},
-                           {"threads", torch::get_num_threads()},
-                           {"shard", o.shard},
-                           {"limit", o.limit}};
+  // run.json's config: the settings that made the outputs (the two SHA-256
+  // sit under "model" and "vocab_sha256"), then the ones that did not.
+  nlohmann::json config = settings;
+  config.erase("model_sha256");
+  config.erase("vocab_sha256");
+  config.update({{"max_pixels", o.max_pixels},
+                 {"save_cams", o.save_cams},
+                 {"vis", o.vis},
+                 {"device", o.runtime.device},
+                 {"threads", torch::get_num_threads()},
+                 {"shard", o.shard},
+                 {"limit", o.limit}});
   put_bytes(config, "classes", class_name);
-  for (const auto& t : es_config.templates) config["templates"].push_back(printable(t));
   nlohmann::json run = {
       {"clipes_version", CLIPES_VERSION},
       {"libtorch_version", TORCH_VERSION},
@@ -243,8 +239,8 @@ int run_generate(const GenerateCli& o, bool split_given) {
                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                          {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
   put_bytes(run, "vocab", o.vocab);
-  // What eval and visualize read back: the whole class set, the image folder.
-  run["config"]["class_set"] = class_set;
+  run["vocab_sha256"] = settings["vocab_sha256"];
+  // What eval and visualize read back: the whole class set (in config), the image folder.
   if (!records.empty()) put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
   const std::string run_name = options.batch.shard.count > 1
                                    ? "run.shard-" + std::to_string(options.batch.shard.index) + "-of-" +
