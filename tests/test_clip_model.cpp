@@ -154,6 +154,8 @@ TEST(CheckpointFormats, LibraryWritersGiveIdenticalFeaturesInEveryFormat) {
   EXPECT_EQ(original.storage_dtype, "Half");
   const Features want = features_of(test::tiny_clip_path(), CheckpointFormat::OpenAITorchScript);
 
+  // OpenAI weights as OpenCLIP publishes them: the config beside says QuickGELU.
+  write_file_atomic(dir + "/open_clip_config.json", R"({"model_cfg": {"quick_gelu": true}})");
   save_state_dict(dir + "/flat.pt", original.tensors);
   save_state_dict(dir + "/nested.pt", original.tensors, {true, false});
   save_state_dict(dir + "/module.pt", original.tensors, {false, true});

@@ -5,16 +5,22 @@
 //   convert_checkpoint --in ViT-B-16.pt --out vit.safetensors --format safetensors
 //
 // Weights keep their stored dtype; names and layouts follow the target format.
+// A state dict does not record its MLP activation (segment-spec §0), so one
+// written here gets an open_clip_config.json beside it saying which it is
+// (from the input, or --activation); an existing one that disagrees is an error.
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "clipes/model/checkpoint.h"
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"convert_checkpoint — rewrite a CLIP checkpoint in another format"};
-  std::string in, out, format;
+  std::string in, out, format, activation;
   app.add_option("--in", in, "input checkpoint (any format clipes reads)")->required();
   app.add_option("--out", out, "output file (written atomically)")->required();
   app.add_option("--format", format,
@@ -22,6 +28,7 @@ int main(int argc, char** argv) {
                  "state-dict-module (\"module.\" prefixes), safetensors (Hugging Face names)")
       ->required()
       ->check(CLI::IsMember({"openai", "state-dict", "state-dict-nested", "state-dict-module", "safetensors"}));
+  app.add_option("--activation", activation, "gelu | quick-gelu, when the input does not say (state dicts)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -29,7 +36,9 @@ int main(int argc, char** argv) {
   }
   try {
     using namespace clipes;
-    const Checkpoint ckpt = load_checkpoint(in);
+    std::optional<Activation> act;
+    if (!activation.empty()) act = parse_activation(activation);
+    const Checkpoint ckpt = load_checkpoint(in, act);
     if (format == "openai") {
       save_openai_torchscript(out, ckpt.tensors, ClipConfig::infer(ckpt.tensors, in));
     } else if (format == "safetensors") {
@@ -38,7 +47,19 @@ int main(int argc, char** argv) {
       StateDictLayout layout;
       layout.nested = format == "state-dict-nested";
       layout.module_prefix = format == "state-dict-module";
+      const std::string sidecar =
+          (std::filesystem::path(out).parent_path() / "open_clip_config.json").string();
+      std::error_code ec;
+      if (std::filesystem::exists(sidecar, ec)) {
+        const auto there = activation_from_config_file(sidecar);
+        if (there && *there != ckpt.activation)
+          throw file_error(sidecar, "says " + to_string(*there) + ", but " + in + " uses " +
+                                        to_string(ckpt.activation) + "; write the state dict to another folder");
+      }
       save_state_dict(out, ckpt.tensors, layout);
+      if (!std::filesystem::exists(sidecar, ec))
+        write_file_atomic(sidecar, std::string("{\"model_cfg\": {\"quick_gelu\": ") +
+                                       (ckpt.activation == Activation::QuickGelu ? "true" : "false") + "}}\n");
     }
     std::cout << in << " (" << to_string(ckpt.format) << ") -> " << out << " (" << format << ")\n";
     return 0;

@@ -98,8 +98,9 @@ int run_info(const Options& o) {
   ClipConfig config;
   TensorMap weights;
   if (!o.model.empty()) {
-    Checkpoint ckpt = load_checkpoint(o.model);
+    Checkpoint ckpt = load_checkpoint(o.model, to_model_options(o.runtime).activation);
     config = ClipConfig::infer(ckpt.tensors, o.model);
+    config.activation = ckpt.activation;
     const std::string sha = sha256_file(o.model);
     if (std::filesystem::path(o.model).filename() == "ViT-B-16.pt" && sha != kOfficialVitB16Sha256)
       spdlog::warn("{}: SHA-256 {} is not that of OpenAI's ViT-B-16.pt ({}); a different or modified file", o.model,
@@ -108,12 +109,15 @@ int run_info(const Options& o) {
     report["file"] = o.model;
     report["format"] = to_string(ckpt.format);
     report["storage_dtype"] = ckpt.storage_dtype;
+    report["activation"] = to_string(ckpt.activation);
+    report["activation_source"] = ckpt.activation_source;
     report["sha256"] = sha;
     if (!o.json) {
       std::cout << "file:           " << o.model << "\n"
                 << "format:         " << to_string(ckpt.format) << "\n";
       print_architecture(config);
       std::cout << "storage dtype:  " << ckpt.storage_dtype << "\n"
+                << "activation:     " << to_string(ckpt.activation) << " (" << ckpt.activation_source << ")\n"
                 << "sha256:         " << sha << "\n";
     }
     if (!o.bench_forward.empty()) weights = std::move(ckpt.tensors);

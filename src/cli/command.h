@@ -34,6 +34,7 @@ struct RuntimeOptions {
   std::string device = "cpu";     // cpu, cuda, cuda:1, ...
   std::string precision = "fp32"; // fp32 | bf16 | fp16 (fp16 only on CUDA)
   int threads = 0;                // 0 = one per core
+  std::string activation;         // "" = what the checkpoint says; gelu | quick-gelu
 };
 void add_runtime_options(CLI::App& sub, RuntimeOptions& options);
 // --max-pixels for every command that decodes images (io/image_decode.h).

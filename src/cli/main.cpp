@@ -42,6 +42,9 @@ void add_runtime_options(CLI::App& sub, RuntimeOptions& options) {
           },
           "DEVICE"))
       ->capture_default_str();
+  sub.add_option("--activation", options.activation,
+                 "MLP activation when the checkpoint does not say: gelu (OpenCLIP LAION/DataComp) or quick-gelu (OpenAI)")
+      ->check(CLI::IsMember({"gelu", "quick-gelu", "quick_gelu"}));
   sub.add_option("--precision", options.precision, "fp32, bf16 or fp16 (fp16 on CUDA only)")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
       ->capture_default_str();
@@ -61,6 +64,7 @@ ModelOptions to_model_options(const RuntimeOptions& options) {
   ModelOptions model;
   model.precision = parse_precision(options.precision);
   model.device = options.device;
+  if (!options.activation.empty()) model.activation = parse_activation(options.activation);
   return model;
 }
 

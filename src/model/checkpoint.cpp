@@ -4,6 +4,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <filesystem>
@@ -53,7 +54,9 @@ TensorMap load_state_dict(const std::string& path, const std::string& bytes) {
   c10::IValue dict = root;
   // OpenCLIP training checkpoints keep the weights under "state_dict".
   for (const auto& entry : root.toGenericDict())
-    if (entry.key().isString() && (entry.key().toStringRef() == "state_dict" || entry.key().toStringRef() == "model") &&
+    if (entry.key().isString() &&
+        (entry.key().toStringRef() == "state_dict" || entry.key().toStringRef() == "model" ||
+         entry.key().toStringRef() == "model_state_dict") &&
         entry.value().isGenericDict())
       dict = entry.value();
   TensorMap raw;
@@ -101,7 +104,93 @@ std::string to_string(CheckpointFormat format) {
   return "unknown";
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
+TensorMap read_torch_save_tensors(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (!is_zip(bytes)) throw file_error(path, "not a torch.save file (expected a zip archive)");
+  try {
+    verify_zip_integrity(bytes, path);
+    TensorMap t = load_state_dict(path, bytes);
+    if (t.empty()) throw file_error(path, "torch.save file holds no tensors");
+    return t;
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw file_error(path, "corrupt or truncated torch.save file (" + first_line(e.what_without_backtrace()) + ")");
+  } catch (const std::exception& e) {
+    throw file_error(path, "cannot read torch.save file (" + first_line(e.what()) + ")");
+  }
+}
+
+std::optional<Activation> activation_from_config_file(const std::string& config_path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw file_error(config_path, std::string("not valid JSON (") + e.what() + ")");
+  }
+  if (!j.is_object()) throw file_error(config_path, "expected a JSON object");
+  const auto act_of = [](const nlohmann::json& o) -> std::optional<Activation> {
+    for (const char* key : {"hidden_act", "activation_function"}) {
+      if (!o.contains(key) || !o[key].is_string()) continue;
+      const std::string v = o[key];
+      if (v == "quick_gelu") return Activation::QuickGelu;
+      if (v == "gelu") return Activation::Gelu;
+    }
+    return std::nullopt;
+  };
+  const std::string name = std::filesystem::path(config_path).filename().string();
+  if (name == "open_clip_config.json" || j.contains("model_cfg") || j.contains("vision_cfg")) {
+    const nlohmann::json& cfg = j.contains("model_cfg") && j["model_cfg"].is_object() ? j["model_cfg"] : j;
+    if (cfg.contains("quick_gelu") && cfg["quick_gelu"].is_boolean())
+      return cfg["quick_gelu"].get<bool>() ? Activation::QuickGelu : Activation::Gelu;
+    // OpenCLIP's CLIP() defaults to quick_gelu=False: a model config without the key is GELU.
+    if (cfg.contains("vision_cfg")) return Activation::Gelu;
+    return std::nullopt;
+  }
+  if (auto a = act_of(j)) return a;
+  if (j.contains("vision_config") && j["vision_config"].is_object()) return act_of(j["vision_config"]);
+  return std::nullopt;
+}
+
+namespace {
+// Segment-spec §0: from the format, else the config beside the file.
+void resolve_activation(Checkpoint& ckpt, std::optional<Activation> override_activation) {
+  if (override_activation) {
+    ckpt.activation = *override_activation;
+    ckpt.activation_source = "--activation";
+    return;
+  }
+  if (ckpt.format == CheckpointFormat::OpenAITorchScript) {
+    ckpt.activation = Activation::QuickGelu;
+    ckpt.activation_source = "OpenAI TorchScript archive (always QuickGELU)";
+    return;
+  }
+  const std::filesystem::path dir = std::filesystem::path(ckpt.path).parent_path();
+  for (const char* name : {"open_clip_config.json", "config.json"}) {
+    const std::filesystem::path candidate = dir / name;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(candidate, ec)) continue;
+    if (auto a = activation_from_config_file(candidate.string())) {
+      ckpt.activation = *a;
+      ckpt.activation_source = candidate.string();
+      return;
+    }
+  }
+  if (ckpt.format == CheckpointFormat::HuggingFaceSafetensors) {
+    // transformers' CLIPVisionConfig defaults hidden_act to "quick_gelu": a
+    // Hugging Face file without a config means what transformers would load.
+    ckpt.activation = Activation::QuickGelu;
+    ckpt.activation_source = "Hugging Face default (no config.json with hidden_act beside it)";
+    return;
+  }
+  throw file_error(ckpt.path, std::string("OpenCLIP state dict") +
+                                  " does not say its MLP activation (no open_clip_config.json or config.json beside "
+                                  "it): pass --activation gelu for OpenCLIP LAION/DataComp weights, or --activation "
+                                  "quick-gelu for OpenAI weights and -quickgelu models");
+}
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path, std::optional<Activation> activation) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw file_error(path, "no such file");
@@ -159,6 +248,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   for (const auto& [name, _] : config.expected_shapes()) kept[name] = tensors.at(name);
   ckpt.tensors = std::move(kept);
   ckpt.storage_dtype = c10::toString(ckpt.tensors.at("visual.conv1.weight").scalar_type());
+  resolve_activation(ckpt, activation);
   return ckpt;
 }
 

@@ -57,6 +57,14 @@ void add_block_shapes(std::map<std::string, std::vector<int64_t>>& shapes, const
 
 }  // namespace
 
+Activation parse_activation(const std::string& text, const std::string& option) {
+  if (text == "quick-gelu" || text == "quick_gelu" || text == "quickgelu") return Activation::QuickGelu;
+  if (text == "gelu") return Activation::Gelu;
+  throw Error(option + " " + text + ": expected gelu (OpenCLIP LAION/DataComp weights) or quick-gelu (OpenAI weights)");
+}
+
+std::string to_string(Activation activation) { return activation == Activation::Gelu ? "gelu" : "quick-gelu"; }
+
 ClipConfig ClipConfig::infer(const TensorMap& t, const std::string& path) {
   // ResNet CLIPs (RN50, ...) also have a visual.conv1.weight (their 3x3 stem),
   // so recognise them by their bottleneck layers / attention pool first.
@@ -150,7 +158,8 @@ std::string ClipConfig::describe() const {
   os << "ViT patch " << vision.patch_size << ", " << image_size() << " px (grid " << vision.grid << "x" << vision.grid
      << "), vision width " << vision.width << " x " << vision.layers << " layers (" << vision.heads
      << " heads); text width " << text.width << " x " << text.layers << " layers (" << text.heads
-     << " heads), context " << text.context_length << ", vocab " << text.vocab_size << "; embed " << embed_dim;
+     << " heads), context " << text.context_length << ", vocab " << text.vocab_size << "; embed " << embed_dim
+     << "; activation " << to_string(activation);
   return os.str();
 }
 

@@ -12,6 +12,15 @@ namespace clipes {
 
 using TensorMap = std::map<std::string, at::Tensor>;
 
+// The MLP activation (segment-spec §0). OpenAI's weights use QuickGELU
+// (x·σ(1.702x)); OpenCLIP's own LAION/DataComp weights use exact erf GELU.
+// The weights cannot tell which, so a checkpoint's activation comes from its
+// format or the config file beside it (model/checkpoint.h), or the user.
+enum class Activation { QuickGelu, Gelu };
+// "quick-gelu" (also "quick_gelu") | "gelu" → Activation; throws clipes::Error naming `option`.
+Activation parse_activation(const std::string& text, const std::string& option = "--activation");
+std::string to_string(Activation activation);  // "quick-gelu" | "gelu"
+
 struct VisionConfig {
   int width = 0, layers = 0, heads = 0, patch_size = 0, grid = 0;  // grid: native side in patches
 };
@@ -23,6 +32,7 @@ struct ClipConfig {
   VisionConfig vision;
   TextConfig text;
   int embed_dim = 0;
+  Activation activation = Activation::QuickGelu;  // not in the shapes: set by the loader
 
   // Infers the configuration from canonical (OpenAI-named) tensors and checks
   // that every expected tensor exists with the expected shape. Errors name
