@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "clipes/model/checkpoint.h"
 #include "clipes/util/error.h"
 
@@ -33,10 +35,11 @@ struct NamedParams : torch::nn::Module {
 // "transformer.resblocks.{i}" — a module per block so names stay canonical.
 struct Blocks : torch::nn::Module {
   std::vector<std::shared_ptr<ResidualAttentionBlock>> list;
-  Blocks(const WeightSource& w, const std::string& prefix, int layers, int heads) {
+  Blocks(const WeightSource& w, const std::string& prefix, int layers, int heads, Activation activation) {
     auto resblocks = register_module("resblocks", std::make_shared<torch::nn::Module>());
     for (int i = 0; i < layers; ++i) {
-      auto block = std::make_shared<ResidualAttentionBlock>(w, prefix + "resblocks." + std::to_string(i) + ".", heads);
+      auto block = std::make_shared<ResidualAttentionBlock>(w, prefix + "resblocks." + std::to_string(i) + ".", heads,
+                                                            activation);
       resblocks->register_module(std::to_string(i), block);
       list.push_back(block);
     }
@@ -45,12 +48,12 @@ struct Blocks : torch::nn::Module {
 
 class VisionTransformer : public torch::nn::Module {
  public:
-  VisionTransformer(const WeightSource& w, const VisionConfig& c) {
+  VisionTransformer(const WeightSource& w, const VisionConfig& c, Activation activation) {
     conv1 = register_module("conv1", std::make_shared<NamedParams>(w, "visual.conv1.", std::vector<std::string>{"weight"}));
     class_embedding = register_parameter("class_embedding", w("visual.class_embedding"));
     positional_embedding = register_parameter("positional_embedding", w("visual.positional_embedding"));
     ln_pre = register_module("ln_pre", std::make_shared<AffineParams>(w, "visual.ln_pre."));
-    transformer = register_module("transformer", std::make_shared<Blocks>(w, "visual.transformer.", c.layers, c.heads));
+    transformer = register_module("transformer", std::make_shared<Blocks>(w, "visual.transformer.", c.layers, c.heads, activation));
     ln_post = register_module("ln_post", std::make_shared<AffineParams>(w, "visual.ln_post."));
     proj = register_parameter("proj", w("visual.proj"));
   }
@@ -62,11 +65,11 @@ class VisionTransformer : public torch::nn::Module {
 
 class TextTransformer : public torch::nn::Module {
  public:
-  TextTransformer(const WeightSource& w, const TextConfig& c) {
+  TextTransformer(const WeightSource& w, const TextConfig& c, Activation activation) {
     token_embedding =
         register_module("token_embedding", std::make_shared<NamedParams>(w, "token_embedding.", std::vector<std::string>{"weight"}));
     positional_embedding = register_parameter("positional_embedding", w("positional_embedding"));
-    transformer = register_module("transformer", std::make_shared<Blocks>(w, "transformer.", c.layers, c.heads));
+    transformer = register_module("transformer", std::make_shared<Blocks>(w, "transformer.", c.layers, c.heads, activation));
     ln_final = register_module("ln_final", std::make_shared<AffineParams>(w, "ln_final."));
     text_projection = register_parameter("text_projection", w("text_projection"));
   }
@@ -82,6 +85,7 @@ bool is_layer_norm(const std::string& name) { return name.find(".ln_") != std::s
 
 ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const ModelOptions& options)
     : config_(config), device_(options.device), dtype_(precision_dtype(options.precision)) {
+  if (options.activation) config_.activation = *options.activation;
   if (options.precision == Precision::FP16 && !device_.is_cuda())
     throw Error("--precision fp16 needs a CUDA device (use bf16 on CPU)");
   // Weights are converted once here; LayerNorms and logit_scale stay float32
@@ -91,8 +95,8 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
     const at::ScalarType target = is_layer_norm(name) || name == "logit_scale" ? at::kFloat : dtype_;
     return t.to(device_, target, /*non_blocking=*/false, /*copy=*/true).set_requires_grad(options.trainable);
   };
-  visual_ = register_module("visual", std::make_shared<VisionTransformer>(source, config.vision));
-  text_ = std::make_shared<TextTransformer>(source, config.text);
+  visual_ = register_module("visual", std::make_shared<VisionTransformer>(source, config.vision, config_.activation));
+  text_ = std::make_shared<TextTransformer>(source, config.text, config_.activation);
   // The text tower's weights sit at the top level in OpenAI's names.
   for (const auto& item : text_->named_children()) register_module(item.key(), item.value());
   for (const auto& item : text_->named_parameters(false))
@@ -104,7 +108,7 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
     };
     const int last = config.vision.layers - 1;
     last_block_fp32_ = std::make_shared<ResidualAttentionBlock>(
-        fp32, "visual.transformer.resblocks." + std::to_string(last) + ".", config.vision.heads);
+        fp32, "visual.transformer.resblocks." + std::to_string(last) + ".", config.vision.heads, config_.activation);
     proj_fp32_ = fp32("visual.proj");
   }
 }
@@ -115,26 +119,42 @@ const ResidualAttentionBlock& ClipModel::vision_block(int block) const {
 }
 
 std::shared_ptr<ClipModel> ClipModel::load(const std::string& path, const ModelOptions& options) {
-  const Checkpoint ckpt = load_checkpoint(path);
-  const ClipConfig config = ClipConfig::infer(ckpt.tensors, path);
+  const Checkpoint ckpt = load_checkpoint(path, options.activation);
+  ClipConfig config = ClipConfig::infer(ckpt.tensors, path);
+  config.activation = ckpt.activation;
   return std::make_shared<ClipModel>(ckpt.tensors, config, options);
 }
 
 double ClipModel::logit_scale_exp() const { return std::exp(logit_scale_.item<double>()); }
 
-at::Tensor ClipModel::position_embedding(int64_t grid_h, int64_t grid_w) const {
+at::Tensor ClipModel::position_embedding(int64_t grid_h, int64_t grid_w, PositionResize resize) const {
   const at::Tensor& pos = visual_->positional_embedding;
   const int64_t g = config_.vision.grid, d = pos.size(1);
   if (grid_h == g && grid_w == g) return pos;
-  // Spec §3.5: patch rows as a D×g×g image, bilinear (align_corners=false, no
-  // antialias) to h×w, flattened row-major, CLS row in front.
+  // Spec §3.5: patch rows as a D×g×g image, resized to h×w (no antialias),
+  // flattened row-major, CLS row in front.
   at::Tensor patches = pos.slice(0, 1).t().reshape({1, d, g, g}).to(at::kFloat);
-  at::Tensor resized = at::upsample_bilinear2d(patches, {grid_h, grid_w}, /*align_corners=*/false);
+  at::Tensor resized;
+  switch (resize) {
+    case PositionResize::Bilinear:
+      resized = at::upsample_bilinear2d(patches, {grid_h, grid_w}, /*align_corners=*/false);
+      break;
+    case PositionResize::BicubicToSize:
+      resized = at::upsample_bicubic2d(patches, {grid_h, grid_w}, /*align_corners=*/false);
+      break;
+    case PositionResize::BicubicNaclip:
+      // F.interpolate(scale_factor=((h+0.1)/g, (w+0.1)/g), recompute_scale_factor=False):
+      // the source coordinate is (dst + 0.5)·g/(h + 0.1) − 0.5, not ·g/h.
+      resized = at::upsample_bicubic2d(patches, {grid_h, grid_w}, /*align_corners=*/false,
+                                       (static_cast<double>(grid_h) + 0.1) / static_cast<double>(g),
+                                       (static_cast<double>(grid_w) + 0.1) / static_cast<double>(g));
+      break;
+  }
   resized = resized.reshape({d, grid_h * grid_w}).t().to(pos.scalar_type());
   return torch::cat({pos.slice(0, 0, 1), resized}, 0);
 }
 
-at::Tensor ClipModel::embed_image(const at::Tensor& images, bool round_pos_to_fp16) const {
+at::Tensor ClipModel::embed_image(const at::Tensor& images, bool round_pos_to_fp16, PositionResize resize) const {
   const int p = config_.vision.patch_size;
   if (images.dim() != 4 || images.size(1) != 3 || images.size(2) % p || images.size(3) % p)
     throw Error("image batch must be [B, 3, H, W] with H and W multiples of " + std::to_string(p));
@@ -144,7 +164,7 @@ at::Tensor ClipModel::embed_image(const at::Tensor& images, bool round_pos_to_fp
   x = x.flatten(2).transpose(1, 2);  // [B, n, D]
   const at::Tensor cls = visual_->class_embedding.view({1, 1, d}).expand({b, 1, d});
   x = torch::cat({cls, x}, 1);
-  at::Tensor pos = position_embedding(gh, gw);
+  at::Tensor pos = position_embedding(gh, gw, resize);
   if (round_pos_to_fp16) pos = pos.to(at::kHalf).to(x.scalar_type());
   x = x + pos;
   return layer_norm_fp32(x, *visual_->ln_pre);
@@ -160,6 +180,38 @@ at::Tensor ClipModel::run_blocks(const at::Tensor& x_in, int begin, int end, std
     if (keep) attn->push_back(a);
   }
   return x;
+}
+
+DenseForward ClipModel::dense_forward(const at::Tensor& images, const DenseForwardOptions& options) const {
+  DenseForward out;
+  const int layers = config_.vision.layers;
+  std::vector<int> taps;
+  for (int t : options.ln2_taps) {
+    const int block = t < 0 ? layers + t : t;
+    if (block < 0 || block >= layers - 1)
+      throw Error("ln_2 tap at block " + std::to_string(t) + ": the model has blocks 0.." + std::to_string(layers - 2) +
+                  " before the last");
+    taps.push_back(block);
+  }
+  at::Tensor x = embed_image(images, options.round_pos_to_fp16, options.position);
+  out.grid_h = images.size(2) / config_.vision.patch_size;
+  out.grid_w = images.size(3) / config_.vision.patch_size;
+  for (int i = 0; i < layers - 1; ++i) {
+    const bool keep_attn = options.keep_attention_from >= 0 && i >= options.keep_attention_from;
+    const bool tap = std::find(taps.begin(), taps.end(), i) != taps.end();
+    at::Tensor attn, ln2;
+    x = visual_->transformer->list.at(static_cast<size_t>(i))->forward(x, {}, keep_attn ? &attn : nullptr,
+                                                                       tap ? &ln2 : nullptr);
+    if (keep_attn) out.attention.push_back(attn);
+    if (tap) out.ln2_taps[i] = ln2;
+  }
+  // The last block in the trunk's dtype (the fp32 copy is CLIP-ES's gradient path).
+  const ResidualAttentionBlock& last = *visual_->transformer->list.at(static_cast<size_t>(layers - 1));
+  x = run_last_block(last, options.last_block, x, out.grid_h, out.grid_w);
+  const at::Tensor projected = vision_project(vision_ln_post(x));  // [B, L, E]
+  out.cls_feature = projected.select(1, 0);
+  out.patch_features = projected.slice(1, 1);
+  return out;
 }
 
 at::Tensor ClipModel::vision_block_ln1(int block, const at::Tensor& x) const {

@@ -24,20 +24,43 @@ at::Tensor layer_norm_fp32(const at::Tensor& x, const AffineParams& ln) {
       .to(x.scalar_type());
 }
 
-ResidualAttentionBlock::ResidualAttentionBlock(const WeightSource& w, const std::string& prefix, int heads)
-    : heads_(heads) {
+ResidualAttentionBlock::ResidualAttentionBlock(const WeightSource& w, const std::string& prefix, int heads,
+                                               Activation activation)
+    : heads_(heads), activation_(activation) {
   ln_1_ = register_module("ln_1", std::make_shared<AffineParams>(w, prefix + "ln_1."));
   attn_ = register_module("attn", std::make_shared<AttentionParams>(w, prefix + "attn."));
   ln_2_ = register_module("ln_2", std::make_shared<AffineParams>(w, prefix + "ln_2."));
   mlp_ = register_module("mlp", std::make_shared<MlpParams>(w, prefix + "mlp."));
 }
 
-at::Tensor ResidualAttentionBlock::attention(const at::Tensor& h, const at::Tensor& attn_mask,
-                                             at::Tensor* head_avg_attn) const {
+at::Tensor ResidualAttentionBlock::qkv(const at::Tensor& h) const {
   const int64_t b = h.size(0), l = h.size(1), d = h.size(2), hd = d / heads_;
   // One fused matmul for q, k and v, then [3, B, H, L, hd] views.
-  const at::Tensor qkv =
-      at::linear(h, attn_->in_proj_weight, attn_->in_proj_bias).view({b, l, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
+  return at::linear(h, attn_->in_proj_weight, attn_->in_proj_bias).view({b, l, 3, heads_, hd}).permute({2, 0, 3, 1, 4});
+}
+
+at::Tensor ResidualAttentionBlock::project_heads(const at::Tensor& heads_out) const {
+  const int64_t b = heads_out.size(0), l = heads_out.size(2);
+  return out_proj(heads_out.transpose(1, 2).reshape({b, l, -1}));
+}
+
+at::Tensor ResidualAttentionBlock::out_proj(const at::Tensor& y) const {
+  return at::linear(y, attn_->out_proj->weight, attn_->out_proj->bias);
+}
+
+at::Tensor ResidualAttentionBlock::mlp_branch(const at::Tensor& y, at::Tensor* ln2_out) const {
+  const at::Tensor h2 = layer_norm_fp32(y, *ln_2_);
+  if (ln2_out) *ln2_out = h2;
+  at::Tensor hidden = at::linear(h2, mlp_->c_fc->weight, mlp_->c_fc->bias);
+  hidden = activation_ == Activation::Gelu ? at::gelu(hidden)                       // exact (erf) GELU
+                                           : hidden * at::sigmoid(hidden * 1.702);  // QuickGELU
+  return at::linear(hidden, mlp_->c_proj->weight, mlp_->c_proj->bias);
+}
+
+at::Tensor ResidualAttentionBlock::attention(const at::Tensor& h, const at::Tensor& attn_mask,
+                                             at::Tensor* head_avg_attn) const {
+  const at::Tensor qkv = this->qkv(h);
+  const int64_t hd = qkv.size(-1);
   // Scale q before the product, as PyTorch's multi_head_attention_forward does.
   const at::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(hd)));
   at::Tensor scores = at::matmul(q, qkv[1].transpose(-2, -1));  // [B, H, L, L]
@@ -48,22 +71,19 @@ at::Tensor ResidualAttentionBlock::attention(const at::Tensor& h, const at::Tens
   const bool low_precision = scores.scalar_type() != at::kFloat && scores.scalar_type() != at::kDouble;
   const at::Tensor probs = low_precision ? at::softmax(scores, -1, at::kFloat) : at::softmax(scores, -1);
   if (head_avg_attn) *head_avg_attn = probs.mean(1);
-  const at::Tensor out =
-      at::matmul(low_precision ? probs.to(scores.scalar_type()) : probs, qkv[2]).transpose(1, 2).reshape({b, l, d});
-  return at::linear(out, attn_->out_proj->weight, attn_->out_proj->bias);
+  return project_heads(at::matmul(low_precision ? probs.to(scores.scalar_type()) : probs, qkv[2]));
 }
 
 at::Tensor ResidualAttentionBlock::forward_after_ln1(const at::Tensor& x, const at::Tensor& ln1_out,
-                                                     const at::Tensor& attn_mask, at::Tensor* head_avg_attn) const {
-  at::Tensor y = x + attention(ln1_out, attn_mask, head_avg_attn);
-  at::Tensor hidden = at::linear(layer_norm_fp32(y, *ln_2_), mlp_->c_fc->weight, mlp_->c_fc->bias);
-  hidden = hidden * at::sigmoid(hidden * 1.702);  // QuickGELU
-  return y + at::linear(hidden, mlp_->c_proj->weight, mlp_->c_proj->bias);
+                                                     const at::Tensor& attn_mask, at::Tensor* head_avg_attn,
+                                                     at::Tensor* ln2_out) const {
+  const at::Tensor y = x + attention(ln1_out, attn_mask, head_avg_attn);
+  return y + mlp_branch(y, ln2_out);
 }
 
 at::Tensor ResidualAttentionBlock::forward(const at::Tensor& x, const at::Tensor& attn_mask,
-                                           at::Tensor* head_avg_attn) const {
-  return forward_after_ln1(x, ln1(x), attn_mask, head_avg_attn);
+                                           at::Tensor* head_avg_attn, at::Tensor* ln2_out) const {
+  return forward_after_ln1(x, ln1(x), attn_mask, head_avg_attn, ln2_out);
 }
 
 }  // namespace clipes

@@ -9,10 +9,12 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "clipes/model/clip_config.h"
+#include "clipes/model/last_block.h"
 #include "clipes/model/residual_attention_block.h"
 
 namespace clipes {
@@ -26,6 +28,8 @@ struct ModelOptions {
   Precision precision = Precision::FP32;
   std::string device = "cpu";  // "cpu", "cuda", "cuda:1"
   bool trainable = false;      // keep requires_grad on the weights (training)
+  // Overrides the checkpoint's MLP activation (model/checkpoint.h; --activation).
+  std::optional<Activation> activation;
 };
 
 class VisionTransformer;
@@ -57,7 +61,8 @@ class ClipModel : public torch::nn::Module {
   // conv1 → [CLS; patches] + position embedding resized to the h×w grid → ln_pre.
   // round_pos_to_fp16: the CLIP-ES reference stores its resized position
   // embedding as half precision even when it runs in fp32 (spec §3.5 parity).
-  at::Tensor embed_image(const at::Tensor& images, bool round_pos_to_fp16 = false) const;
+  at::Tensor embed_image(const at::Tensor& images, bool round_pos_to_fp16 = false,
+                         PositionResize resize = PositionResize::Bilinear) const;
   // Runs blocks [begin, end); appends the head-averaged attention [B,L,L] of
   // every block whose index >= keep_attn_from to *attn (if given).
   at::Tensor run_blocks(const at::Tensor& x, int begin, int end, std::vector<at::Tensor>* attn = nullptr,
@@ -68,8 +73,14 @@ class ClipModel : public torch::nn::Module {
   at::Tensor vision_ln_post(const at::Tensor& x) const;
   at::Tensor vision_project(const at::Tensor& x) const;
 
-  // The position embedding [1+h*w, D] for an h×w grid (spec §3.5).
-  at::Tensor position_embedding(int64_t grid_h, int64_t grid_w) const;
+  // The position embedding [1+h*w, D] for an h×w grid (spec §3.5; each
+  // method's own resize, model/last_block.h).
+  at::Tensor position_embedding(int64_t grid_h, int64_t grid_w, PositionResize resize = PositionResize::Bilinear) const;
+
+  // One dense pass for the segmentation and tagging methods: embedding,
+  // blocks 1..L−1 (standard), the last block as options.last_block says,
+  // ln_post and proj on every token. images: [B, 3, H, W] normalised.
+  DenseForward dense_forward(const at::Tensor& images, const DenseForwardOptions& options) const;
 
   // Canonical (OpenAI-named) weights, e.g. to save a trained model.
   TensorMap state() const;

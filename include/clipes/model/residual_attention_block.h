@@ -1,5 +1,6 @@
 // One pre-LN transformer block of CLIP (spec §1):
-//   x = x + MHA(ln_1(x));  x = x + MLP(ln_2(x)),  MLP = c_fc → QuickGELU → c_proj.
+//   x = x + MHA(ln_1(x));  x = x + MLP(ln_2(x)),  MLP = c_fc → act → c_proj,
+// act = QuickGELU (OpenAI) or exact GELU (OpenCLIP LAION; segment-spec §0).
 // Multi-head attention is written out (not nn::MultiheadAttention) because
 // CLIP-ES needs the head-averaged softmax attention maps, and GradCAM needs to
 // enter the block after its ln_1.
@@ -12,6 +13,8 @@
 
 #include <functional>
 #include <string>
+
+#include "clipes/model/clip_config.h"  // Activation
 
 namespace clipes {
 
@@ -45,24 +48,37 @@ at::Tensor layer_norm_fp32(const at::Tensor& x, const AffineParams& ln);
 class ResidualAttentionBlock : public torch::nn::Module {
  public:
   // prefix: e.g. "visual.transformer.resblocks.3."
-  ResidualAttentionBlock(const WeightSource& w, const std::string& prefix, int heads);
+  ResidualAttentionBlock(const WeightSource& w, const std::string& prefix, int heads,
+                         Activation activation = Activation::QuickGelu);
 
   // x: [B, L, D]. attn_mask: additive [L, L] or undefined. head_avg_attn, if
-  // given, receives the head-averaged softmax attention [B, L, L].
+  // given, receives the head-averaged softmax attention [B, L, L]; ln2_out
+  // the ln_2 output (CLIP-DINOiser's tap, segment-spec §3).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& attn_mask = {},
-                     at::Tensor* head_avg_attn = nullptr) const;
+                     at::Tensor* head_avg_attn = nullptr, at::Tensor* ln2_out = nullptr) const;
 
   at::Tensor ln1(const at::Tensor& x) const { return layer_norm_fp32(x, *ln_1_); }
   // The block after ln_1: x + MHA(ln1_out), then the MLP half. GradCAM takes
   // gradients with respect to ln1_out.
   at::Tensor forward_after_ln1(const at::Tensor& x, const at::Tensor& ln1_out, const at::Tensor& attn_mask = {},
-                               at::Tensor* head_avg_attn = nullptr) const;
+                               at::Tensor* head_avg_attn = nullptr, at::Tensor* ln2_out = nullptr) const;
 
   at::Tensor attention(const at::Tensor& h, const at::Tensor& attn_mask, at::Tensor* head_avg_attn) const;
   int heads() const { return heads_; }
 
+  // The pieces the last-block variants recombine (model/last_block.h):
+  // q, k, v of h = ln_1(x) as [3, B, H, L, hd] (biases included, q unscaled);
+  at::Tensor qkv(const at::Tensor& h) const;
+  // [B, H, L, hd] head outputs → out_proj (weight and bias) → [B, L, D];
+  at::Tensor project_heads(const at::Tensor& heads_out) const;
+  // out_proj applied to a [.., D] tensor;
+  at::Tensor out_proj(const at::Tensor& y) const;
+  // MLP(ln_2(y)), the second residual branch (ln2_out receives ln_2(y)).
+  at::Tensor mlp_branch(const at::Tensor& y, at::Tensor* ln2_out = nullptr) const;
+
  private:
   int heads_;
+  Activation activation_;
   std::shared_ptr<AffineParams> ln_1_, ln_2_;
   std::shared_ptr<AttentionParams> attn_;
   std::shared_ptr<MlpParams> mlp_;

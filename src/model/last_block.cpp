@@ -1,0 +1,72 @@
+#include "clipes/model/last_block.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "clipes/model/residual_attention_block.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+
+std::string to_string(LastBlockKind kind) {
+  switch (kind) {
+    case LastBlockKind::Standard: return "standard";
+    case LastBlockKind::ValuePath: return "value-path";
+    case LastBlockKind::ValueOnly: return "value-only";
+    case LastBlockKind::NeighbourAware: return "neighbour-aware";
+    case LastBlockKind::SelfMasked: return "self-masked";
+  }
+  return "unknown";
+}
+
+at::Tensor naclip_neighbourhood_bias(int64_t grid_h, int64_t grid_w, double sigma, const at::TensorOptions& options) {
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  const at::Tensor idx = torch::arange(grid_h * grid_w, torch::TensorOptions().dtype(torch::kLong));
+  const at::Tensor r = at::floor_divide(idx, grid_w).to(torch::kFloat), c = at::remainder(idx, grid_w).to(torch::kFloat);
+  const at::Tensor d2 = (r.unsqueeze(1) - r.unsqueeze(0)).pow(2) + (c.unsqueeze(1) - c.unsqueeze(0)).pow(2);
+  at::Tensor omega = torch::zeros({1 + grid_h * grid_w, 1 + grid_h * grid_w}, f32);
+  // Patches only: the CLS row and column stay 0, as NACLIP's window code leaves them.
+  omega.slice(0, 1).slice(1, 1).copy_(torch::exp(-d2 / (2.0 * sigma * sigma)));
+  return omega.to(options);
+}
+
+at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& spec, const at::Tensor& x,
+                          int64_t grid_h, int64_t grid_w) {
+  if (x.size(1) != 1 + grid_h * grid_w)
+    throw Error("last block: " + std::to_string(x.size(1)) + " tokens for a " + std::to_string(grid_h) + "x" +
+                std::to_string(grid_w) + " grid");
+  switch (spec.kind) {
+    case LastBlockKind::Standard: return block.forward(x);
+    case LastBlockKind::SelfMasked: {
+      // (1 − I)·(−100): every off-diagonal score −100, i.e. self-attention only.
+      const int64_t l = x.size(1);
+      const at::Tensor mask = (1 - torch::eye(l, x.options())) * -100.0;
+      return block.forward(x, mask);
+    }
+    case LastBlockKind::ValuePath:
+    case LastBlockKind::ValueOnly: {
+      // MaskCLIP: the value of each token, projected as attention's output
+      // would be; no token mixing at all (segment-spec §1).
+      const at::Tensor v = block.project_heads(block.qkv(block.ln1(x))[2]);
+      if (spec.kind == LastBlockKind::ValueOnly) return v;
+      const at::Tensor y = v + x;
+      return y + block.mlp_branch(y);
+    }
+    case LastBlockKind::NeighbourAware: {
+      const at::Tensor qkv = block.qkv(block.ln1(x));
+      const at::Tensor& k = qkv[1];
+      const double scale = 1.0 / std::sqrt(static_cast<double>(k.size(-1)));
+      // NACLIP computes k·kᵀ first and scales after (their custom_attn).
+      at::Tensor scores = at::matmul(k, k.transpose(-2, -1)) * scale;
+      scores = scores + naclip_neighbourhood_bias(grid_h, grid_w, spec.gaussian_std, scores.options());
+      const bool low_precision = scores.scalar_type() != at::kFloat && scores.scalar_type() != at::kDouble;
+      const at::Tensor probs =
+          low_precision ? at::softmax(scores, -1, at::kFloat).to(scores.scalar_type()) : at::softmax(scores, -1);
+      return block.project_heads(at::matmul(probs, qkv[2]));
+    }
+  }
+  throw Error("unknown last-block kind");
+}
+
+}  // namespace clipes
