@@ -1,0 +1,73 @@
+#include "clipes/segment/segment_classes.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "clipes/util/error.h"
+#include "clipes/util/strings.h"
+
+namespace clipes {
+namespace {
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+}  // namespace
+
+ClassConfig class_config_from_list(const std::string& comma_list) {
+  const std::vector<std::string> names = split_comma_list(comma_list);
+  if (names.empty()) throw Error("--classes \"" + printable(comma_list) + "\": no class names");
+  ClassConfig config;
+  config.name = "list";
+  config.default_template = "a photo of a {}.";
+  for (const auto& n : names) {
+    if (lower(n) == "background") {
+      if (!config.background.empty()) throw Error("--classes: \"background\" is listed twice");
+      config.background.push_back(n);
+      continue;
+    }
+    for (const auto& c : config.classes)
+      if (lower(c.name) == lower(n)) throw Error("--classes: \"" + printable(n) + "\" is listed twice");
+    ClassEntry e;
+    e.name = n;
+    e.prompt = n;
+    e.id = config.num_classes() + 1;
+    config.classes.push_back(e);
+  }
+  if (config.classes.empty()) throw Error("--classes: no class besides background");
+  if (config.classes.size() > 254) throw Error("--classes: at most 254 classes fit a mask PNG");
+  return config;
+}
+
+SegmentClasses SegmentClasses::from_class_config(const ClassConfig& config, ClassConfig::LabelIds ids) {
+  SegmentClasses s;
+  if (!config.background.empty()) {
+    s.background = 0;
+    s.names.push_back("background");
+    s.mask_values.push_back(0);
+    for (const auto& w : config.background) {
+      s.queries.push_back(w);
+      s.query_class.push_back(0);
+    }
+  }
+  for (int i = 0; i < config.num_classes(); ++i) {
+    const int c = s.num_classes();
+    s.names.push_back(config.classes[static_cast<size_t>(i)].name);
+    s.mask_values.push_back(config.label_id(i, ids));
+    for (const auto& q : ClassConfig::split_synonyms(config.classes[static_cast<size_t>(i)].prompt)) {
+      s.queries.push_back(q);
+      s.query_class.push_back(c);
+    }
+  }
+  if (s.names.empty()) throw Error("class set " + config.name + " has no classes");
+  return s;
+}
+
+std::vector<std::string> SegmentClasses::names_by_mask_value() const {
+  std::vector<std::string> out(256);
+  for (size_t c = 0; c < names.size(); ++c)
+    if (mask_values[c] >= 0 && mask_values[c] < 256) out[static_cast<size_t>(mask_values[c])] = names[c];
+  return out;
+}
+
+}  // namespace clipes
