@@ -5,8 +5,7 @@
 #include <filesystem>
 #include <mutex>
 
-#include "clipes/io/image_decode.h"
-#include "clipes/util/atomic_file.h"
+#include "clipes/pipeline/image_batch.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
@@ -23,34 +22,21 @@ ClipEsConfig clip_es_config_for(const ClassConfig& classes) {
 GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
                              const std::vector<ImageRecord>& records, const GenerateOptions& options,
                              const std::function<void(const BatchProgress&)>& progress) {
-  std::vector<BatchJob> jobs;
-  jobs.reserve(records.size());
-  for (const auto& r : records) jobs.push_back({r.id, r.image_path});
-
-  // A run killed mid-write leaves "<output>.tmp-<pid>" files; this shard owns
-  // its images' outputs, so it may sweep theirs (never another shard's).
-  {
-    std::vector<std::string> targets;
-    const std::filesystem::path vis_dir = std::filesystem::path(options.batch.out_dir) / "vis";
-    for (size_t i : select_shard(jobs, options.batch.shard)) {
-      const MaskOutputPaths p = MaskOutputPaths::for_stem(options.batch.out_dir, jobs[i].id);
-      for (const std::string* t : {&p.mask, &p.confidence, &p.cam, &p.refined, &p.keys}) targets.push_back(*t);
-      targets.push_back((vis_dir / (jobs[i].id + ".jpg")).string());  // `generate --vis` sheets
-    }
-    remove_stale_temporaries(targets);
-  }
-
   GenerateStats stats;
   std::mutex stats_mutex;
-  BatchCallbacks callbacks;
-  callbacks.is_complete = [&](const BatchJob& job) {
-    return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, job.id), options.write);
+  ImageBatchSpec spec;
+  const std::filesystem::path vis_dir = std::filesystem::path(options.batch.out_dir) / "vis";
+  spec.output_files = [&](const std::string& id) {
+    const MaskOutputPaths p = MaskOutputPaths::for_stem(options.batch.out_dir, id);
+    return std::vector<std::string>{p.mask, p.confidence, p.cam, p.refined, p.keys,
+                                    (vis_dir / (id + ".jpg")).string()};  // `generate --vis` sheets
   };
-  callbacks.decode = [&](const BatchJob& job) { return decode_image_rgb(job.image_path, options.decode); };
-  callbacks.compute = [&](size_t index, const BatchJob& job, const cv::Mat& rgb) -> std::function<void()> {
-    const ImageRecord& record = records[index];
+  spec.is_complete = [&](const std::string& id) {
+    return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, id), options.write);
+  };
+  spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
     if (record.labels.empty())
-      throw Error(job.image_path + ": no image-level labels, skipped (CLIP-ES needs at least one)");
+      throw Error(record.image_path + ": no image-level labels, skipped (CLIP-ES needs at least one)");
     const std::vector<int> class_indices = classes.resolve_labels(record.labels);
     auto result = std::make_shared<ClipEsResult>(clip_es.run(rgb, class_indices));
     std::vector<int> mask_values;
@@ -71,7 +57,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
       ++stats.images_computed;
       stats.labels_computed += static_cast<int64_t>(keys.size());
     }
-    const MaskOutputPaths paths = MaskOutputPaths::for_stem(options.batch.out_dir, job.id);
+    const MaskOutputPaths paths = MaskOutputPaths::for_stem(options.batch.out_dir, record.id);
     // The write runs while the next image computes: hand it only what it
     // writes. Without --save-cams and --vis that is the mask (5 bytes a
     // pixel), not the K full-size CAMs (4·K or 8·K bytes a pixel).
@@ -83,8 +69,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
       if (options.after_write) options.after_write(record, rgb, *result, *mask);
     };
   };
-  callbacks.progress = progress;
-  stats.batch = run_batch(jobs, options.batch, callbacks);
+  stats.batch = run_image_batch(records, options.batch, options.decode, spec, progress);
   return stats;
 }
 
