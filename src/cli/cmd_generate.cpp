@@ -27,6 +27,7 @@
 #include "clipes/util/strings.h"
 #include "clipes/text/text_features.h"
 #include "clipes/io/image_decode.h"
+#include "batch_command.h"
 #include "command.h"
 #include "progress_bar.h"
 
@@ -35,10 +36,7 @@ namespace {
 
 struct GenerateCli {
   std::string model, vocab, out;
-  // one image
-  std::string image, labels;
-  // a dataset
-  std::string dataset, format, split = "train", list, labels_file, images_dir;
+  InputOptions input;
   std::string classes;  // voc | coco | toy | FILE (default: by format)
   std::vector<std::string> templates;
   std::string synonyms = "joint";
@@ -54,51 +52,7 @@ struct GenerateCli {
   RuntimeOptions runtime;
 };
 
-std::vector<ImageRecord> read_records(const GenerateCli& o, bool split_given) {
-  if (!o.image.empty()) {
-    if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
-    if (o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
-    const std::string stem = std::filesystem::path(o.image).stem().string();
-    return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
-  }
-  if (o.dataset.empty()) throw Error("give --image I --labels L, or --dataset DIR --format voc|coco|folder");
-  // COCO: an explicit --split picks instances_<split>.json (as eval does);
-  // without one the folder must hold a single instances_*.json.
-  const std::string split = o.format == "coco" && !split_given ? "" : o.split;
-  std::vector<ImageRecord> records =
-      read_dataset({o.dataset, o.format, split, o.list, o.labels_file, o.images_dir});
-  if (records.empty())
-    throw file_error(o.list.empty() ? o.dataset : o.list, "no images listed (nothing to do)");
-  return records;
-}
-
-// OUT must be a folder we can create and write in; found out before the
-// model loads, not after.
-void check_output_folder(const std::string& out) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw file_error(out, "--out exists and is not a folder");
-  fs::create_directories(out, ec);
-  if (ec) throw file_error(out, "cannot create output folder: " + ec.message());
-  if (::access(out.c_str(), W_OK | X_OK) != 0) throw file_error(out, "output folder is not writable");
-}
-
-// Exit code from the final state of OUT, the same on every rerun:
-//   0  every image of the shard is complete, or failed for a reason of its own
-//      (unreadable, no labels, ...), recorded in the failure log;
-//   1  nothing could be produced (no image of the shard is complete), or an
-//      output could not be written (disk full, permissions), or the failure
-//      log itself could not be written (its records then go to stderr);
-//   2  a fatal error before or during the run (the exception path in main).
-int batch_exit_code(const BatchSummary& s) {
-  if (s.selected == 0) return 0;
-  if (s.complete() == 0) return 1;
-  if (s.write_failed > 0 || !s.failure_log_written) return 1;
-  return 0;
-}
-
-int run_generate(const GenerateCli& o, bool split_given) {
+int run_generate(const GenerateCli& o) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   apply_runtime_options(o.runtime);
@@ -106,7 +60,7 @@ int run_generate(const GenerateCli& o, bool split_given) {
   // Everything that can be checked without the model is checked first: a
   // typo must not cost a model load.
   std::string class_name = o.classes;
-  if (class_name.empty()) class_name = o.format == "coco" ? "coco" : "voc";
+  if (class_name.empty()) class_name = o.input.format == "coco" ? "coco" : "voc";
   const ClassConfig classes = ClassConfig::resolve(class_name);
   ClipEsConfig es_config = clip_es_config_for(classes);
   if (!o.templates.empty()) es_config.templates = o.templates;
@@ -130,9 +84,9 @@ int run_generate(const GenerateCli& o, bool split_given) {
   options.decode.max_pixels = o.max_pixels;
   const ModelOptions model_options = to_model_options(o.runtime);
 
-  std::vector<ImageRecord> records = read_records(o, split_given);
+  std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/true);
   // One image: an unknown label is the user's typo, so fail now with the list.
-  if (!o.image.empty()) classes.resolve_labels(records[0].labels);
+  if (!o.input.image.empty()) classes.resolve_labels(records[0].labels);
   check_output_folder(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
@@ -155,14 +109,7 @@ int run_generate(const GenerateCli& o, bool split_given) {
                              {"precision", o.runtime.precision}};
   // A template from the command line need not be UTF-8 (util/json_text.h).
   for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
-  if (o.force_resume && o.no_resume) throw Error("--force-resume and --no-resume exclude each other");
-  // Masks are written last, so any mask means outputs made with the recorded settings.
-  std::error_code ec;
-  const bool has_outputs = !std::filesystem::is_empty(std::filesystem::path(o.out) / "masks", ec) && !ec;
-  const std::vector<std::string> accepted = check_output_settings(
-      o.out, settings, o.no_resume ? ResumeMode::NoResume : o.force_resume ? ResumeMode::ForceResume : ResumeMode::Resume,
-      has_outputs);
-  for (const auto& d : accepted) spdlog::warn("--force-resume: keeping outputs made with other settings: {}", d);
+  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume);
   const std::string started_at = now_utc_iso8601();
 
   spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
@@ -194,19 +141,9 @@ int run_generate(const GenerateCli& o, bool split_given) {
   const BatchSummary& s = stats.batch;
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
   const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
-  nlohmann::json model_json = nlohmann::json::object(), input = nlohmann::json::object();
+  nlohmann::json model_json = nlohmann::json::object();
   put_bytes(model_json, "path", o.model);
   model_json["sha256"] = model_sha256;
-  if (o.image.empty()) {
-    put_bytes(input, "dataset", o.dataset);
-    input["format"] = o.format;
-    put_bytes(input, "split", o.split);
-    put_bytes(input, "list", o.list);
-    put_bytes(input, "labels_file", o.labels_file);
-  } else {
-    put_bytes(input, "image", o.image);
-    put_bytes(input, "labels", o.labels);
-  }
   // run.json's config: the settings that made the outputs (the two SHA-256
   // sit under "model" and "vocab_sha256"), then the ones that did not.
   nlohmann::json config = settings;
@@ -226,13 +163,10 @@ int run_generate(const GenerateCli& o, bool split_given) {
       {"opencv_version", CV_VERSION},
       {"command", "generate"},
       {"model", model_json},
-      {"input", input},
+      {"input", input_json(o.input)},
       {"config", config},
-      {"counts", {{"listed", records.size()}, {"selected", s.selected}, {"processed", s.processed},
-                  {"failed", s.failed}, {"write_failed", s.write_failed}, {"skipped_complete", s.skipped},
-                  {"complete", s.complete()}}},
-      {"timings_s", {{"wall", wall}, {"batch_wall", s.wall_s}, {"decode", s.decode_s},
-                     {"compute", s.compute_s}, {"write", s.write_s}}},
+      {"counts", counts_json(records.size(), s)},
+      {"timings_s", batch_timings_json(wall, s)},
       {"stage_ms_mean", {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
                          {"trunk", stats.stage_ms_sum.trunk_ms * per_image},
                          {"last_block_and_gradients", stats.stage_ms_sum.last_block_ms * per_image},
@@ -242,27 +176,15 @@ int run_generate(const GenerateCli& o, bool split_given) {
   run["vocab_sha256"] = settings["vocab_sha256"];
   // What eval and visualize read back: the whole class set (in config), the image folder.
   if (!records.empty()) put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
-  const std::string run_name = options.batch.shard.count > 1
-                                   ? "run.shard-" + std::to_string(options.batch.shard.index) + "-of-" +
-                                         std::to_string(options.batch.shard.count) + ".json"
-                                   : "run.json";
-  bool run_record_written = true;
-  nlohmann::json history = {{"started", started_at}, {"ended", now_utc_iso8601()}, {"argv", nlohmann::json::array()},
-                            {"shard", o.shard}, {"counts", run["counts"]}, {"timings_s", run["timings_s"]},
-                            {"force_resumed_over", accepted}};
-  for (const auto& a : invocation_args()) history["argv"].push_back(printable(a));
-  try {
-    write_file_atomic((std::filesystem::path(o.out) / run_name).string(), run.dump(2) + "\n");
-    append_run_history(o.out, history);
-  } catch (const Error& e) {
-    spdlog::error("{}", e.what());
-    run_record_written = false;
-  }
+  const nlohmann::json history = {{"started", started_at}, {"ended", now_utc_iso8601()}, {"shard", o.shard},
+                                  {"counts", run["counts"]}, {"timings_s", run["timings_s"]},
+                                  {"force_resumed_over", accepted}};
+  const bool run_record_written = write_run_record(o.out, options.batch.shard, run, history);
 
   const double rate = s.wall_s > 0 ? static_cast<double>(s.processed - s.failed) / s.wall_s : 0.0;
   spdlog::info("done: {} written, {} failed, {} already complete, {:.1f} s ({:.2f} images/s)",
                s.processed - s.failed, s.failed, s.skipped, s.wall_s, rate);
-  report_failures(s, !o.image.empty());
+  report_failures(s, !o.input.image.empty());
   const int code = batch_exit_code(s);
   return code == 0 && !run_record_written ? 1 : code;
 }
@@ -273,17 +195,7 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "CLIP checkpoint (OpenAI .pt, state dict, safetensors)")->required();
       sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
       sub.add_option("--out", o->out, "output folder (masks/, confidence/, cams/, run.json)")->required();
-      auto* image = sub.add_option("--image", o->image, "one image file");
-      sub.add_option("--labels", o->labels, "its labels, comma-separated (with --image)");
-      auto* dataset = sub.add_option("--dataset", o->dataset, "dataset root (or COCO json)");
-      sub.add_option("--format", o->format, "voc | coco | folder")->capture_default_str();
-      auto* split_option =
-          sub.add_option("--split", o->split, "VOC split list (ImageSets/Segmentation/<split>.txt); COCO: instances_<split>.json")
-              ->capture_default_str();
-      sub.add_option("--list", o->list, "file of image ids to process (VOC)");
-      sub.add_option("--labels-file", o->labels_file, "image → labels, CSV or JSON (--format folder)");
-      sub.add_option("--images-dir", o->images_dir, "COCO image folder (default: beside the json)");
-      image->excludes(dataset);
+      add_input_options(sub, o->input, /*with_labels=*/true);
       sub.add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path (default by format)");
       sub.add_option("--template", o->templates, "prompt template(s) with {} (default: the class file's)");
       sub.add_option("--synonyms", o->synonyms, "joint (reference) | average (paper)")->capture_default_str();
@@ -311,7 +223,7 @@ const bool registered = register_command({
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
       add_runtime_options(sub, o->runtime);
-      return [o, split_option]() { return run_generate(*o, split_option->count() > 0); };
+      return [o]() { return run_generate(*o); };
     }});
 
 }  // namespace

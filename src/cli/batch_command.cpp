@@ -1,0 +1,127 @@
+#include "batch_command.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "clipes/data/safe_path.h"
+#include "clipes/pipeline/run_settings.h"
+#include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
+#include "clipes/util/json_text.h"
+#include "clipes/util/strings.h"
+#include "command.h"
+
+namespace clipes::cli {
+
+void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels) {
+  auto* image = sub.add_option("--image", o.image, "one image file");
+  if (with_labels) sub.add_option("--labels", o.labels, "its labels, comma-separated (with --image)");
+  auto* dataset = sub.add_option("--dataset", o.dataset, "dataset root (or COCO json)");
+  sub.add_option("--format", o.format, "voc | coco | folder")->capture_default_str();
+  o.split_option =
+      sub.add_option("--split", o.split, "VOC split list (ImageSets/Segmentation/<split>.txt); COCO: instances_<split>.json")
+          ->capture_default_str();
+  sub.add_option("--list", o.list, "file of image ids to process (VOC)");
+  sub.add_option("--labels-file", o.labels_file, "image → labels, CSV or JSON (--format folder)");
+  sub.add_option("--images-dir", o.images_dir, "COCO image folder (default: beside the json)");
+  image->excludes(dataset);
+}
+
+std::vector<ImageRecord> read_input_records(const InputOptions& o, bool labels_required) {
+  if (!o.image.empty()) {
+    if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
+    if (labels_required && o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
+    const std::string stem = std::filesystem::path(o.image).stem().string();
+    return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
+  }
+  if (o.dataset.empty()) {
+    throw Error(labels_required ? "give --image I --labels L, or --dataset DIR --format voc|coco|folder"
+                                : "give --image I, or --dataset DIR --format voc|coco|folder");
+  }
+  // COCO: an explicit --split picks instances_<split>.json (as eval does);
+  // without one the folder must hold a single instances_*.json.
+  const bool split_given = o.split_option && o.split_option->count() > 0;
+  const std::string split = o.format == "coco" && !split_given ? "" : o.split;
+  // A plain folder of images, for commands that need no labels.
+  std::vector<ImageRecord> records = !labels_required && o.format == "folder" && o.labels_file.empty()
+                                         ? read_image_folder(o.dataset)
+                                         : read_dataset({o.dataset, o.format, split, o.list, o.labels_file, o.images_dir});
+  if (records.empty()) throw file_error(o.list.empty() ? o.dataset : o.list, "no images listed (nothing to do)");
+  return records;
+}
+
+nlohmann::json input_json(const InputOptions& o) {
+  nlohmann::json input = nlohmann::json::object();
+  if (o.image.empty()) {
+    put_bytes(input, "dataset", o.dataset);
+    input["format"] = o.format;
+    put_bytes(input, "split", o.split);
+    put_bytes(input, "list", o.list);
+    put_bytes(input, "labels_file", o.labels_file);
+  } else {
+    put_bytes(input, "image", o.image);
+    put_bytes(input, "labels", o.labels);
+  }
+  return input;
+}
+
+void check_output_folder(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) throw file_error(out, "--out exists and is not a folder");
+  fs::create_directories(out, ec);
+  if (ec) throw file_error(out, "cannot create output folder: " + ec.message());
+  if (::access(out.c_str(), W_OK | X_OK) != 0) throw file_error(out, "output folder is not writable");
+}
+
+std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
+                                               bool force_resume) {
+  if (force_resume && no_resume) throw Error("--force-resume and --no-resume exclude each other");
+  // Masks are written last, so any mask means outputs made with the recorded settings.
+  std::error_code ec;
+  const bool has_outputs = !std::filesystem::is_empty(std::filesystem::path(out) / "masks", ec) && !ec;
+  const std::vector<std::string> accepted = check_output_settings(
+      out, settings, no_resume ? ResumeMode::NoResume : force_resume ? ResumeMode::ForceResume : ResumeMode::Resume,
+      has_outputs);
+  for (const auto& d : accepted) spdlog::warn("--force-resume: keeping outputs made with other settings: {}", d);
+  return accepted;
+}
+
+bool write_run_record(const std::string& out, const ShardSpec& shard, const nlohmann::json& run,
+                      nlohmann::json history) {
+  const std::string run_name = shard.count > 1 ? "run.shard-" + std::to_string(shard.index) + "-of-" +
+                                                     std::to_string(shard.count) + ".json"
+                                               : "run.json";
+  history["argv"] = nlohmann::json::array();
+  for (const auto& a : invocation_args()) history["argv"].push_back(printable(a));
+  try {
+    write_file_atomic((std::filesystem::path(out) / run_name).string(), run.dump(2) + "\n");
+    append_run_history(out, history);
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return false;
+  }
+  return true;
+}
+
+int batch_exit_code(const BatchSummary& s) {
+  if (s.selected == 0) return 0;
+  if (s.complete() == 0) return 1;
+  if (s.write_failed > 0 || !s.failure_log_written) return 1;
+  return 0;
+}
+
+nlohmann::json counts_json(size_t listed, const BatchSummary& s) {
+  return {{"listed", listed},          {"selected", s.selected},         {"processed", s.processed},
+          {"failed", s.failed},        {"write_failed", s.write_failed}, {"skipped_complete", s.skipped},
+          {"complete", s.complete()}};
+}
+
+nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s) {
+  return {{"wall", wall_s}, {"batch_wall", s.wall_s}, {"decode", s.decode_s}, {"compute", s.compute_s},
+          {"write", s.write_s}};
+}
+
+}  // namespace clipes::cli

@@ -1,0 +1,59 @@
+// What the batch commands (generate, segment) share on the command line:
+// the input options (--image | --dataset --format ...), reading them into
+// records, the output folder check, the settings check behind resume, the
+// run record (run.json + runs.jsonl) and the exit code from the final state.
+// Each command keeps only what is its own.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "clipes/data/dataset.h"
+#include "clipes/pipeline/batch_runner.h"
+
+namespace clipes::cli {
+
+struct InputOptions {
+  std::string image, labels;  // one image (+ its labels, where the command takes them)
+  std::string dataset, format, split = "train", list, labels_file, images_dir;
+  CLI::Option* split_option = nullptr;  // was --split given (COCO picks instances_<split>.json only then)
+};
+// --image, --dataset, --format, --split, --list, --labels-file, --images-dir;
+// with_labels adds --labels for --image.
+void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels);
+// labels_required: --image needs --labels (generate). Throws clipes::Error.
+std::vector<ImageRecord> read_input_records(const InputOptions& o, bool labels_required);
+// run.json's "input" block.
+nlohmann::json input_json(const InputOptions& o);
+
+// OUT must be a folder we can create and write in: found out before the
+// model loads, not after.
+void check_output_folder(const std::string& out);
+
+// The resume rule (pipeline/run_settings.h) with the two flags; returns the
+// differences --force-resume accepted (already warned about).
+std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
+                                               bool force_resume);
+
+// Writes OUT/run.json (run.shard-i-of-N.json for a shard) and appends the
+// history record (argv added here); false, with the error logged, when
+// either cannot be written.
+bool write_run_record(const std::string& out, const ShardSpec& shard, const nlohmann::json& run,
+                      nlohmann::json history);
+
+// Exit code from the final state of OUT, the same on every rerun:
+//   0  every image of the shard is complete, or failed for a reason of its own
+//      (unreadable, no labels, ...), recorded in the failure log;
+//   1  nothing could be produced (no image of the shard is complete), or an
+//      output could not be written (disk full, permissions), or the failure
+//      log itself could not be written (its records then go to stderr);
+//   2  a fatal error before or during the run (the exception path in main).
+int batch_exit_code(const BatchSummary& s);
+
+// run.json's "counts" and the history's "timings_s".
+nlohmann::json counts_json(size_t listed, const BatchSummary& s);
+nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
+
+}  // namespace clipes::cli
