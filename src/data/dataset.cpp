@@ -4,6 +4,7 @@
 #include <pugixml.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -243,6 +244,30 @@ std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, cons
       throw file_error(labels_file, "image '" + record.id + "' is listed twice");
     record.labels = entry.labels;
     records.push_back(std::move(record));
+  }
+  return records;
+}
+
+std::vector<ImageRecord> read_image_folder(const std::string& images_dir) {
+  const fs::path folder(images_dir);
+  if (!is_dir(folder)) throw file_error(images_dir, "image folder does not exist");
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    std::string ext = entry.path().extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp") files.push_back(entry.path());
+  }
+  if (ec) throw file_error(images_dir, "cannot list the folder: " + ec.message());
+  std::sort(files.begin(), files.end());
+  std::vector<ImageRecord> records;
+  std::unordered_set<std::string> seen;
+  for (const auto& f : files) {
+    ImageRecord r;
+    r.id = safe_stem(f.stem().string(), f.string());
+    if (!seen.insert(r.id).second) throw file_error(f.string(), "another image in the folder has the stem " + r.id);
+    r.image_path = f.string();
+    records.push_back(std::move(r));
   }
   return records;
 }

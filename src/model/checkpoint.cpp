@@ -109,6 +109,10 @@ TensorMap read_torch_save_tensors(const std::string& path) {
   if (!is_zip(bytes)) throw file_error(path, "not a torch.save file (expected a zip archive)");
   try {
     verify_zip_integrity(bytes, path);
+    caffe2::serialize::PyTorchStreamReader reader(
+        std::make_unique<caffe2::serialize::IStreamAdapter>(new std::istringstream(bytes)));
+    if (reader.hasRecord("constants.pkl"))
+      throw file_error(path, "is a TorchScript archive (a CLIP model?), not a torch.save dict of tensors");
     TensorMap t = load_state_dict(path, bytes);
     if (t.empty()) throw file_error(path, "torch.save file holds no tensors");
     return t;

@@ -68,6 +68,10 @@ std::string find_coco_annotations(const std::string& root_or_json, const std::st
 // An entry without an extension is looked up as <stem>.jpg/.jpeg/.png/.bmp/.webp.
 // Order: the labels file's order. Duplicate images throw clipes::Error.
 std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, const std::string& labels_file);
+// Every image file directly inside `images_dir` (.jpg .jpeg .png .bmp .webp,
+// any case), sorted by name, with no labels: the input of commands that need
+// none (`segment`). Names that are not safe stems are an error naming them.
+std::vector<ImageRecord> read_image_folder(const std::string& images_dir);
 
 // One entry of a folder labels file, before any file lookup: the image key as
 // written (file name or stem, not yet checked with safe_stem) and its labels

@@ -1,0 +1,118 @@
+#include "clipes/pipeline/segment.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "clipes/cam/pseudo_mask.h"
+#include "clipes/io/contact_sheet.h"
+#include "clipes/io/mask_writer.h"
+#include "clipes/io/npy.h"
+#include "clipes/pipeline/image_batch.h"
+#include "clipes/segment/dense_segmenter.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+namespace {
+
+bool is_file(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
+}
+
+// The sheet's rows: up to four classes, largest area first, background last.
+std::vector<int> classes_to_show(const cv::Mat& labels, int num_classes, int background) {
+  std::vector<int64_t> area(static_cast<size_t>(num_classes), 0);
+  for (int y = 0; y < labels.rows; ++y) {
+    const int* row = labels.ptr<int>(y);
+    for (int x = 0; x < labels.cols; ++x) ++area[static_cast<size_t>(row[x])];
+  }
+  std::vector<int> order;
+  for (int c = 0; c < num_classes; ++c)
+    if (area[static_cast<size_t>(c)] > 0 && c != background) order.push_back(c);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return area[static_cast<size_t>(a)] > area[static_cast<size_t>(b)]; });
+  if (order.size() > 4) order.resize(4);
+  if (order.empty() && background >= 0) order.push_back(background);
+  return order;
+}
+
+}  // namespace
+
+SegmentPaths SegmentPaths::for_stem(const std::string& out_dir, const std::string& stem) {
+  const MaskOutputPaths m = MaskOutputPaths::for_stem(out_dir, stem);
+  const std::filesystem::path out(out_dir);
+  return {m.mask, m.confidence, (out / "cams" / (stem + "_scores.npy")).string(), m.keys,
+          (out / "vis" / (stem + ".jpg")).string()};
+}
+
+BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasses& classes,
+                            const std::vector<ImageRecord>& records, const SegmentRunOptions& options,
+                            const std::function<void(const BatchProgress&)>& progress) {
+  const std::vector<int64_t> channel_classes = segmenter.channel_classes();
+  ImageBatchSpec spec;
+  spec.output_files = [&](const std::string& id) {
+    const SegmentPaths p = SegmentPaths::for_stem(options.batch.out_dir, id);
+    return std::vector<std::string>{p.mask, p.confidence, p.scores, p.keys, p.vis};
+  };
+  spec.is_complete = [&](const std::string& id) {
+    const SegmentPaths p = SegmentPaths::for_stem(options.batch.out_dir, id);
+    if (!is_file(p.mask) || !is_file(p.confidence)) return false;
+    return !options.save_scores || (is_file(p.scores) && is_file(p.keys));
+  };
+  spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
+    auto result = std::make_shared<SegmentResult>(segmenter.run(rgb));
+    auto mask = std::make_shared<PseudoMask>();
+    // Class index → mask value through a 256-entry table.
+    cv::Mat lut(1, 256, CV_8UC1, cv::Scalar(255));
+    for (int c = 0; c < classes.num_classes(); ++c)
+      lut.at<uchar>(0, c) = static_cast<uchar>(classes.mask_values[static_cast<size_t>(c)]);
+    cv::Mat index_u8;
+    result->labels.convertTo(index_u8, CV_8UC1);
+    cv::LUT(index_u8, lut, mask->labels);
+    mask->confidence = result->confidence;
+    at::Tensor sheet_probs, sheet_regions;
+    std::vector<std::string> sheet_names;
+    if (options.vis) {
+      const std::vector<int> shown = classes_to_show(result->labels, classes.num_classes(), classes.background);
+      const at::Tensor probs = segmenter.class_probabilities(result->scores);
+      const at::Tensor labels = torch::from_blob(result->labels.data, {rgb.rows, rgb.cols}, torch::kInt).clone();
+      std::vector<at::Tensor> p, r;
+      for (int c : shown) {
+        sheet_names.push_back(classes.names[static_cast<size_t>(c)]);
+        p.push_back(probs[c]);
+        r.push_back(labels.eq(c).to(torch::kFloat));
+      }
+      sheet_probs = torch::stack(p);
+      sheet_regions = torch::stack(r);
+    }
+    const SegmentPaths paths = SegmentPaths::for_stem(options.batch.out_dir, record.id);
+    at::Tensor scores = options.save_scores ? result->scores : at::Tensor();
+    result.reset();
+    return [&options, &classes, &channel_classes, paths, mask, scores, sheet_probs, sheet_regions, sheet_names,
+            rgb = options.vis ? rgb : cv::Mat()]() {
+      std::vector<std::string> written;
+      try {
+        if (options.save_scores) {
+          write_npy(paths.scores, scores.to(torch::kHalf).contiguous());
+          written.push_back(paths.scores);
+          write_npy(paths.keys, torch::tensor(channel_classes, torch::kLong));
+          written.push_back(paths.keys);
+        }
+        write_mask_outputs({paths.mask, paths.confidence, "", "", ""}, *mask, nullptr, nullptr, {}, {});
+      } catch (...) {
+        std::error_code ignored;
+        for (const auto& p : written) std::filesystem::remove(p, ignored);
+        throw;
+      }
+      // After the mask, as `generate --vis` does: a sheet is never the only output.
+      if (options.vis)
+        write_contact_sheet(paths.vis, rgb, sheet_names, sheet_probs, sheet_regions, mask->labels,
+                            classes.names_by_mask_value(), voc_palette());
+    };
+  };
+  return run_image_batch(records, options.batch, options.decode, spec, progress);
+}
+
+}  // namespace clipes
