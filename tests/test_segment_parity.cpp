@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 
@@ -233,6 +234,11 @@ TEST(GeluActivation, OpenClipConfigSelectsExactGeluAndMatchesTheFixture) {
   std::cout << "[ parity ] gelu: image " << di << ", text " << dt << " (relative max |Δ|)\n";
   EXPECT_LE(di, 1e-4);
   EXPECT_LE(dt, 1e-4);
+  // `clipes info` says which activation and why.
+  std::string log;
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " info --json --model " + path, &log), 0) << log;
+  EXPECT_NE(log.find("\"activation\": \"gelu\""), std::string::npos) << log;
+  EXPECT_NE(log.find("open_clip_config.json"), std::string::npos) << log;
   // The same weights with QuickGELU must NOT match: the test would catch a wrong activation.
   const auto quick = ClipModel::load(path, {Precision::FP32, "cpu", false, Activation::QuickGelu});
   EXPECT_GT(max_abs(quick->encode_image(torch::stack(inputs).to(torch::kFloat)), expected_image), 1e-3);
@@ -251,6 +257,12 @@ TEST(GeluActivation, AStateDictWithoutConfigIsAnErrorThatSaysWhatToPass) {
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
   }
   EXPECT_EQ(load_checkpoint(path, Activation::Gelu).activation, Activation::Gelu);
+  // The CLI: one line, exit 2, and --activation resolves it.
+  std::string log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " info --model " + path, &log), 2) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_NE(log.find("--activation gelu"), std::string::npos) << log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " info --activation gelu --model " + path, &log), 0) << log;
 }
 
 TEST(GeluActivation, ConfigFilesAreReadTheWayTheirPublishersWriteThem) {
