@@ -46,7 +46,9 @@ PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& l
       }
       // bg = (1 − max_c R_c)^α; np.argmax over [bg, R_1..R_K] keeps the first
       // maximum, so background wins ties (spec §7).
-      const float bg = round16(static_cast<float>(std::pow(round16(1.0f - fg_max), options.bg_power)));
+      const float bg = options.bg_threshold >= 0
+                           ? round16(static_cast<float>(options.bg_threshold))
+                           : round16(static_cast<float>(std::pow(round16(1.0f - fg_max), options.bg_power)));
       const bool background = k == 0 || !(fg_max > bg);
       const float conf = background ? (k == 0 ? 1.0f : bg) : fg_max;
       conf_row[x] = conf;

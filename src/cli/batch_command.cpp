@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <iostream>
 
 #include "clipes/data/safe_path.h"
 #include "clipes/pipeline/run_settings.h"
+#include "clipes/text/class_config.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
@@ -77,14 +79,14 @@ void check_output_folder(const std::string& out) {
 }
 
 std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
-                                               bool force_resume) {
+                                               bool force_resume, bool dry_run) {
   if (force_resume && no_resume) throw Error("--force-resume and --no-resume exclude each other");
   // Masks are written last, so any mask means outputs made with the recorded settings.
   std::error_code ec;
   const bool has_outputs = !std::filesystem::is_empty(std::filesystem::path(out) / "masks", ec) && !ec;
   const std::vector<std::string> accepted = check_output_settings(
       out, settings, no_resume ? ResumeMode::NoResume : force_resume ? ResumeMode::ForceResume : ResumeMode::Resume,
-      has_outputs);
+      has_outputs, /*record=*/!dry_run);
   for (const auto& d : accepted) spdlog::warn("--force-resume: keeping outputs made with other settings: {}", d);
   return accepted;
 }
@@ -104,6 +106,73 @@ bool write_run_record(const std::string& out, const ShardSpec& shard, const nloh
     return false;
   }
   return true;
+}
+
+void check_labels_match_class_set(const std::vector<ImageRecord>& records, const ClassConfig& classes,
+                                  const std::string& classes_option) {
+  const ImageRecord* example = nullptr;
+  for (const auto& r : records) {
+    if (r.labels.empty()) continue;
+    try {
+      classes.resolve_labels(r.labels);
+      return;  // at least one image fits: per-image failures are the images' own
+    } catch (const Error&) {
+      if (!example) example = &r;
+    }
+  }
+  if (!example) return;  // no labels anywhere: every image fails "no labels" on its own
+  std::string hint;
+  for (const char* name : {"voc", "coco", "toy"}) {
+    if (name == classes.name) continue;
+    try {
+      const ClassConfig other = ClassConfig::resolve(name);
+      bool all = true;
+      for (const auto& r : records) {
+        try {
+          if (!r.labels.empty()) other.resolve_labels(r.labels);
+        } catch (const Error&) {
+          all = false;
+          break;
+        }
+      }
+      if (all) {
+        hint = "; the built-in class set " + std::string(name) + " knows every label: pass --classes " + name;
+        break;
+      }
+    } catch (const Error&) {
+    }
+  }
+  throw Error("no image's labels belong to the class set " + classes.name + " (" +
+              (classes_option.empty() ? "the default for this --format" : "--classes " + classes_option) +
+              "), e.g. " + printable(example->id) + ": \"" + printable(example->labels.front()) + "\"" +
+              (hint.empty() ? "; pass --classes with a class file that names them" : hint));
+}
+
+void print_dry_run(const std::string& command, const std::vector<ImageRecord>& records, const BatchOptions& batch,
+                   const std::function<std::string(const std::string& id)>& mask_of) {
+  std::vector<BatchJob> jobs;
+  for (const auto& r : records) jobs.push_back({r.id, r.image_path});
+  std::vector<size_t> selected = select_shard(jobs, batch.shard);
+  if (batch.limit >= 0 && static_cast<int64_t>(selected.size()) > batch.limit)
+    selected.resize(static_cast<size_t>(batch.limit));
+  std::vector<std::string> todo;
+  size_t complete = 0;
+  for (size_t i : selected) {
+    std::error_code ec;
+    if (batch.resume && std::filesystem::is_regular_file(mask_of(jobs[i].id), ec))
+      ++complete;
+    else
+      todo.push_back(jobs[i].id);
+  }
+  std::cout << "dry run of clipes " << command << " (nothing computed, no model loaded; every check passed)\n"
+            << "output folder:      " << printable(batch.out_dir) << "\n"
+            << "images listed:      " << records.size() << "\n"
+            << "in shard " << batch.shard.index << "/" << batch.shard.count << ":         " << selected.size()
+            << (batch.limit >= 0 ? " (after --limit)" : "") << "\n"
+            << "already complete:   " << complete << "\n"
+            << "to compute:         " << todo.size() << "\n";
+  for (size_t i = 0; i < todo.size() && i < 10; ++i) std::cout << "  " << printable(todo[i]) << "\n";
+  if (todo.size() > 10) std::cout << "  ... and " << todo.size() - 10 << " more\n";
 }
 
 int batch_exit_code(const BatchSummary& s) {

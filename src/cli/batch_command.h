@@ -7,11 +7,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "clipes/data/dataset.h"
 #include "clipes/pipeline/batch_runner.h"
+
+namespace clipes { class ClassConfig; }
 
 namespace clipes::cli {
 
@@ -34,8 +37,9 @@ void check_output_folder(const std::string& out);
 
 // The resume rule (pipeline/run_settings.h) with the two flags; returns the
 // differences --force-resume accepted (already warned about).
+// dry_run: check only, leave settings.json as it is.
 std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
-                                               bool force_resume);
+                                               bool force_resume, bool dry_run = false);
 
 // Writes OUT/run.json (run.shard-i-of-N.json for a shard) and appends the
 // history record (argv added here); false, with the error logged, when
@@ -51,6 +55,20 @@ bool write_run_record(const std::string& out, const ShardSpec& shard, const nloh
 //      log itself could not be written (its records then go to stderr);
 //   2  a fatal error before or during the run (the exception path in main).
 int batch_exit_code(const BatchSummary& s);
+
+// When no image's labels belong to `classes` (a class set the dataset does
+// not match, e.g. --classes forgotten for the toy world), throws once, before
+// the run, naming an example label and a built-in class set that knows every
+// label, instead of failing every image "unknown class" one by one.
+void check_labels_match_class_set(const std::vector<ImageRecord>& records, const ClassConfig& classes,
+                                  const std::string& classes_option);
+
+// --dry-run: what a run would do (images listed, in this shard, already
+// complete, to compute; the first ids to compute) on stdout, after every
+// check and without loading the model. `mask_of(id)` is the mask file of an
+// image, whose presence means complete.
+void print_dry_run(const std::string& command, const std::vector<ImageRecord>& records, const BatchOptions& batch,
+                   const std::function<std::string(const std::string& id)>& mask_of);
 
 // run.json's "counts" and the history's "timings_s".
 nlohmann::json counts_json(size_t listed, const BatchSummary& s);

@@ -23,7 +23,8 @@ namespace clipes::cli {
 namespace {
 
 struct BenchCli {
-  std::string model, vocab, json;
+  std::string model, vocab;
+  JsonOutput json;
   std::vector<std::string> cases = {"640x480:2"};
   int runs = 5, warmup = 1, max_tokens = 2500;
   RuntimeOptions runtime;
@@ -68,9 +69,11 @@ int run_bench(const BenchCli& o) {
     results.push_back(run_benchmark(clip_es, c, o.runs, o.warmup, peak, scratch));
   }
   std::filesystem::remove_all(scratch);
-  std::cout << "cpu: " << detect_cpu_features().describe() << "\nmath kernels: " << describe_math_kernels() << "\n";
-  std::cout << format_bench_table(results, peak, o.runtime.precision);
-  if (!o.json.empty()) {
+  if (!o.json.to_stdout() && !quiet_output()) {
+    std::cout << "cpu: " << detect_cpu_features().describe() << "\nmath kernels: " << describe_math_kernels() << "\n";
+    std::cout << format_bench_table(results, peak, o.runtime.precision);
+  }
+  if (o.json.wanted()) {
     nlohmann::json j = {{"precision", o.runtime.precision}, {"device", o.runtime.device},
                         {"threads", torch::get_num_threads()}, {"matmul_peak_gflop_per_s", peak},
                         {"cpu", detect_cpu_features().describe()}, {"math_kernels", describe_math_kernels()},
@@ -78,7 +81,7 @@ int run_bench(const BenchCli& o) {
                         {"model", o.model.empty() ? "random-init vit-b-16" : o.model},
                         {"results", nlohmann::json::array()}};
     for (const auto& r : results) j["results"].push_back(bench_result_json(r));
-    write_file_atomic(o.json, j.dump(2) + "\n");
+    write_json_output(o.json, j);
   }
   return 0;
 }
@@ -92,7 +95,7 @@ const bool registered = register_command({
       sub.add_option("--runs", o->runs, "timed runs per case")->check(CLI::PositiveNumber)->capture_default_str();
       sub.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber)->capture_default_str();
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
-      sub.add_option("--json", o->json, "also write the results as JSON");
+      add_json_option(sub, o->json, "the results");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_bench(*o); };
     }});

@@ -12,6 +12,7 @@
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
+#include "clipes/text/class_config.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -22,25 +23,32 @@ struct Options {
   std::string prompt_template = "a photo of a {}.";
   int topk = 0;
   int64_t max_pixels = kDefaultMaxPixels;
-  bool json = false;
+  JsonOutput json;
   RuntimeOptions runtime;
 };
 
 int run_classify(const Options& o) {
   apply_runtime_options(o.runtime);
-  const std::vector<std::string> classes = split_comma_list(o.classes);
+  // A comma list, or a class set like every other command takes (voc, coco,
+  // toy, FILE): then its class names.
+  std::vector<std::string> classes;
+  if (o.classes.find(',') != std::string::npos) {
+    classes = split_comma_list(o.classes);
+  } else if (!o.classes.empty()) {
+    for (const auto& c : ClassConfig::resolve(o.classes).classes) classes.push_back(c.name);
+  }
   fill_template(o.prompt_template, "x");  // reject a template without {} before loading anything
   if (o.topk < 0) throw Error("--topk must be >= 0");
   if (classes.empty()) throw Error("--classes: give at least one class name, e.g. \"dog,cat,car\"");
   const cv::Mat rgb = decode_image_rgb(o.image, DecodeLimits{o.max_pixels});
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
-  const auto model = ClipModel::load(o.model, {parse_precision(o.runtime.precision), o.runtime.device, false});
+  const auto model = ClipModel::load(o.model, to_model_options(o.runtime));
   check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
 
   std::vector<ClassProbability> ranked = zero_shot_classify(*model, tokenizer, rgb, classes, o.prompt_template);
   if (o.topk > 0 && static_cast<size_t>(o.topk) < ranked.size()) ranked.resize(static_cast<size_t>(o.topk));
 
-  if (o.json) {
+  if (o.json.wanted()) {
     nlohmann::json predictions = nlohmann::json::array();
     for (const auto& r : ranked) {
       nlohmann::json p = nlohmann::json::object();
@@ -52,8 +60,9 @@ int run_classify(const Options& o) {
     put_bytes(out, "image", o.image);  // a file name need not be UTF-8 (util/json_text.h)
     put_bytes(out, "template", o.prompt_template);
     out["predictions"] = std::move(predictions);
-    std::cout << out.dump(2) << "\n";
-  } else {
+    write_json_output(o.json, out);
+  }
+  if (!o.json.to_stdout() && !quiet_output()) {
     std::printf("%4s  %11s  %s\n", "rank", "probability", "class");
     for (size_t i = 0; i < ranked.size(); ++i)
       std::printf("%4zu  %11.4f  %s\n", i + 1, ranked[i].probability, ranked[i].name.c_str());
@@ -67,13 +76,13 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "CLIP checkpoint")->required();
       sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
       sub.add_option("--image", o->image, "image file")->required();
-      sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\"")->required();
+      sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\", or a class set voc | coco | toy | FILE")->required();
       sub.add_option("--template", o->prompt_template, "prompt template; {} is the class name")->capture_default_str();
       sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")
           ->check(CLI::NonNegativeNumber)
           ->capture_default_str();
       add_max_pixels_option(sub, o->max_pixels);
-      sub.add_flag("--json", o->json, "print JSON instead of a table");
+      add_json_option(sub, o->json, "the probabilities");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_classify(*o); };
     }});

@@ -24,7 +24,8 @@ namespace {
 const bool registered = register_command({
     "eval", "score pseudo masks or saved CAMs against ground truth (mIoU)", [](CLI::App& sub) {
       struct Options {
-        std::string pred, gt, list, split = "train", classes, label_ids = "consecutive", json, cam_kind = "refined";
+        std::string pred, gt, list, split = "train", classes, label_ids = "consecutive", cam_kind = "refined";
+        JsonOutput json;
         bool cams = false, label_ids_given = false;
         int threads = 0;
       };
@@ -47,7 +48,7 @@ const bool registered = register_command({
       sub.add_option("--cam-kind", o->cam_kind, "which saved CAMs with --cams: refined (after CAA) or cam")
           ->check(CLI::IsMember({"refined", "cam"}))
           ->capture_default_str();
-      sub.add_option("--json", o->json, "also write the report as JSON to this file");
+      add_json_option(sub, o->json, "the report");
       sub.add_option("--threads", o->threads, "worker threads (0 = one per core)")
           ->check(CLI::Range(0, 1024))
           ->capture_default_str();
@@ -81,8 +82,8 @@ const bool registered = register_command({
         if (report.num_evaluated == 0)
           throw Error(o->pred + ": no " + (o->cams ? "CAMs" : "predicted masks") + " found for any of the " +
                       std::to_string(ids.size()) + " images");
-        std::cout << format_eval_report(report) << std::flush;
-        if (!o->json.empty()) write_file_atomic(o->json, eval_report_json(report).dump(2) + "\n");
+        if (!o->json.to_stdout() && !quiet_output()) std::cout << format_eval_report(report) << std::flush;
+        write_json_output(o->json, eval_report_json(report));
         if (!report.missing.empty()) {
           spdlog::warn("{} of {} images have no prediction in {}; they are excluded from the scores",
                        report.missing.size(), report.num_images, o->pred);

@@ -42,8 +42,11 @@ struct GenerateCli {
   std::string synonyms = "joint";
   double box_threshold = -1;  // <0: the class file's
   double bg_power = 1.0;
+  double bg_threshold = -1;  // <0: (1 − max)^α
+  std::string mask_mode = "palette";
   double ignore_below = 0.0;
   std::string label_ids = "consecutive";
+  bool dry_run = false;
   bool save_cams = false, vis = false, no_resume = false, force_resume = false, no_caa = false, no_softmax = false;
   int max_tokens = 2500;
   int64_t max_pixels = kDefaultMaxPixels;
@@ -78,6 +81,8 @@ int run_generate(const GenerateCli& o) {
   options.batch.limit = o.limit;
   options.batch.resume = !o.no_resume;
   options.mask.bg_power = o.bg_power;
+  options.mask.bg_threshold = o.bg_threshold;
+  options.write.palette = o.mask_mode == "palette";
   options.mask.ignore_below = o.ignore_below;
   options.write.save_cams = o.save_cams;
   options.label_ids = ClassConfig::parse_label_ids(o.label_ids);
@@ -87,6 +92,7 @@ int run_generate(const GenerateCli& o) {
   std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/true);
   // One image: an unknown label is the user's typo, so fail now with the list.
   if (!o.input.image.empty()) classes.resolve_labels(records[0].labels);
+  check_labels_match_class_set(records, classes, o.classes);
   check_output_folder(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
@@ -101,6 +107,8 @@ int run_generate(const GenerateCli& o) {
                              {"synonyms", o.synonyms},
                              {"box_threshold", es_config.box_threshold},
                              {"bg_power", o.bg_power},
+                             {"bg_threshold", o.bg_threshold},
+                             {"mask_mode", o.mask_mode},
                              {"ignore_below", o.ignore_below},
                              {"label_ids", o.label_ids},
                              {"caa", es_config.refine},
@@ -109,7 +117,12 @@ int run_generate(const GenerateCli& o) {
                              {"precision", o.runtime.precision}};
   // A template from the command line need not be UTF-8 (util/json_text.h).
   for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
-  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume);
+  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume, o.dry_run);
+  if (o.dry_run) {
+    print_dry_run("generate", records, options.batch,
+                  [&](const std::string& id) { return MaskOutputPaths::for_stem(o.out, id).mask; });
+    return 0;
+  }
   const std::string started_at = now_utc_iso8601();
 
   spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
@@ -204,6 +217,13 @@ const bool registered = register_command({
       sub.add_option("--bg-power", o->bg_power, "background score (1 − max CAM)^α, α > 0")
           ->check(CLI::PositiveNumber)
           ->capture_default_str();
+      sub.add_option("--bg-threshold", o->bg_threshold,
+                     "constant background score c in [0, 1] instead of (1 − max)^α: the \"constant c\" "
+                     "that eval --cams reports")
+          ->check(CLI::Range(0.0, 1.0));
+      sub.add_option("--mask-mode", o->mask_mode, "palette (VOC colours) | grey (plain 8-bit ids, for OpenCV readers)")
+          ->check(CLI::IsMember({"palette", "grey"}))
+          ->capture_default_str();
       sub.add_option("--ignore-below", o->ignore_below, "write 255 where confidence < τ, τ in [0, 1]")
           ->check(CLI::Range(0.0, 1.0))
           ->capture_default_str();
@@ -216,10 +236,11 @@ const bool registered = register_command({
           ->capture_default_str();
       add_max_pixels_option(sub, o->max_pixels);
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-      sub.add_option("--limit", o->limit, "at most this many images")->check(CLI::NonNegativeNumber);
+      sub.add_option("--limit", o->limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
       sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist (and record the new settings)");
       sub.add_flag("--force-resume", o->force_resume,
                    "resume even though OUT was made with other settings (existing outputs are kept)");
+      sub.add_flag("--dry-run", o->dry_run, "check everything and list what would be done, without loading the model");
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
       add_runtime_options(sub, o->runtime);

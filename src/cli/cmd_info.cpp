@@ -31,7 +31,7 @@ struct Options {
   std::string bench_forward;  // "HxW"
   int runs = 5;
   int warmup = 2;
-  bool json = false;
+  JsonOutput json;
   RuntimeOptions runtime;
 };
 
@@ -112,7 +112,7 @@ int run_info(const Options& o) {
     report["activation"] = to_string(ckpt.activation);
     report["activation_source"] = ckpt.activation_source;
     report["sha256"] = sha;
-    if (!o.json) {
+    if (!o.json.to_stdout()) {
       std::cout << "file:           " << o.model << "\n"
                 << "format:         " << to_string(ckpt.format) << "\n";
       print_architecture(config);
@@ -125,7 +125,7 @@ int run_info(const Options& o) {
     config = ClipConfig::vit_b_16();
     report = architecture_json(config);
     report["random_init"] = o.random_init;
-    if (!o.json) {
+    if (!o.json.to_stdout()) {
       std::cout << "random init:    " << o.random_init << " (no weights file)\n";
       print_architecture(config);
     }
@@ -140,7 +140,7 @@ int run_info(const Options& o) {
   report["blas_config"] = openblas_config();
   report["onednn_isa"] = onednn_isa();
   report["math_kernels"] = describe_math_kernels();
-  if (!o.json)
+  if (!o.json.to_stdout())
     std::cout << "cpu:            " << cpu.describe() << "\n"
               << "math kernels:   " << describe_math_kernels() << "\n";
 
@@ -179,13 +179,13 @@ int run_info(const Options& o) {
                                {"mean_ms", mean},
                                {"median_ms", median},
                                {"best_ms", sorted.front()}};
-    if (!o.json)
+    if (!o.json.to_stdout())
       std::printf("vision forward %dx%d (%s, %s, %d threads): mean %.1f ms, median %.1f ms, best %.1f ms over %d runs "
                   "after %d warm-up\n",
                   h, w, o.runtime.precision.c_str(), o.runtime.device.c_str(), torch::get_num_threads(), mean, median,
                   sorted.front(), o.runs, o.warmup);
   }
-  if (o.json) std::cout << report.dump(2) << "\n";
+  write_json_output(o.json, report);
   return 0;
 }
 
@@ -198,7 +198,7 @@ const bool registered = register_command({
       sub.add_option("--bench-forward", o->bench_forward, "time the vision forward on an HxW input, e.g. 512x384");
       sub.add_option("--runs", o->runs, "timed runs for --bench-forward")->check(CLI::PositiveNumber)->capture_default_str();
       sub.add_option("--warmup", o->warmup, "untimed warm-up runs for --bench-forward")->check(CLI::NonNegativeNumber)->capture_default_str();
-      sub.add_flag("--json", o->json, "print JSON instead of text");
+      add_json_option(sub, o->json, "the description");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_info(*o); };
     }});

@@ -27,7 +27,8 @@ namespace {
 struct RankCli {
   std::string model, vocab, dataset, format = "voc", split = "train", list, labels_file, images_dir;
   bool split_given = false;  // COCO: --split picks instances_<split>.json
-  std::string classes, templates, json;
+  std::string classes, templates;
+  JsonOutput json;
   int64_t limit = 200;
   int64_t max_pixels = kDefaultMaxPixels;
   int top = 20;
@@ -74,11 +75,11 @@ int run_rank(const RankCli& o) {
   for (const auto& c : classes.classes) prompts.push_back(c.prompt);
   const auto ranking = rank_templates(*model, tokenizer, prompts, templates, torch::cat(features), labels);
 
-  std::printf("%4s  %10s  %10s  %s\n", "rank", "sharpness", "p(labels)", "template");
-  for (size_t i = 0; i < ranking.size() && static_cast<int>(i) < o.top; ++i)
+  if (!o.json.to_stdout() && !quiet_output()) std::printf("%4s  %10s  %10s  %s\n", "rank", "sharpness", "p(labels)", "template");
+  for (size_t i = 0; i < ranking.size() && static_cast<int>(i) < o.top && !o.json.to_stdout() && !quiet_output(); ++i)
     std::printf("%4zu  %10.5f  %10.4f  %s\n", i + 1, ranking[i].sharpness, ranking[i].mean_label_probability,
                 ranking[i].templ.c_str());
-  if (!o.json.empty()) {
+  if (o.json.wanted()) {
     nlohmann::json j = {{"images", features.size()}, {"skipped", skipped}, {"templates_file", templates_path},
                         {"formula", "mean over images of Var(s_Y)/Mean(s_Y); s = softmax over all classes of 100*cos; "
                                     "|Y|=1 uses the whole score vector"},
@@ -86,7 +87,7 @@ int run_rank(const RankCli& o) {
     for (const auto& r : ranking)
       j["ranking"].push_back({{"template", r.templ}, {"sharpness", r.sharpness},
                               {"mean_label_probability", r.mean_label_probability}});
-    write_file_atomic(o.json, j.dump(2) + "\n");
+    write_json_output(o.json, j);
   }
   return 0;
 }
@@ -108,12 +109,12 @@ const bool registered = register_command({
       rank->add_option("--images-dir", o->images_dir, "COCO image folder");
       rank->add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path");
       rank->add_option("--templates", o->templates, "template pool (default prompts/templates.txt)");
-      rank->add_option("--limit", o->limit, "at most this many images (-1 = all)")
-          ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
+      rank->add_option("--limit", o->limit, "at most this many images, N ≥ 1")
+          ->check(CLI::PositiveNumber)
           ->capture_default_str();
       rank->add_option("--top", o->top, "rows to print")->check(CLI::PositiveNumber)->capture_default_str();
       add_max_pixels_option(*rank, o->max_pixels);
-      rank->add_option("--json", o->json, "write the full ranking as JSON");
+      add_json_option(*rank, o->json, "the full ranking");
       add_runtime_options(*rank, o->runtime);
       return [o]() { return run_rank(*o); };
     }});

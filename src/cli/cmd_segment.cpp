@@ -37,6 +37,7 @@ struct SegmentCli {
   std::string templates = "imagenet80";
   std::string label_ids = "consecutive";
   int resize_short = 0, window = 0, stride = 0, max_tokens = 2500;
+  bool dry_run = false;
   bool value_only = false, save_cams = false, vis = false, no_resume = false, force_resume = false;
   int64_t max_pixels = kDefaultMaxPixels;
   std::string shard = "0/1";
@@ -112,7 +113,12 @@ int run_segment(const SegmentCli& o) {
                              {"activation", o.runtime.activation},
                              {"precision", o.runtime.precision}};
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
-  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume);
+  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume, o.dry_run);
+  if (o.dry_run) {
+    print_dry_run("segment", records, options.batch,
+                  [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; });
+    return 0;
+  }
   const std::string started_at = now_utc_iso8601();
 
   spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
@@ -196,6 +202,7 @@ const bool registered = register_command({
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--window", o->window, "sliding-window size S in px (with --stride)")->check(CLI::NonNegativeNumber);
       sub.add_option("--stride", o->stride, "sliding-window stride T in px")->check(CLI::NonNegativeNumber);
+      sub.add_flag("--dry-run", o->dry_run, "check everything and list what would be done, without loading the model");
       sub.add_flag("--value-only", o->value_only, "MaskCLIP/DINOiser: the value path without residual and FFN");
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (the class file's ids)")
           ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))
@@ -207,7 +214,7 @@ const bool registered = register_command({
           ->capture_default_str();
       add_max_pixels_option(sub, o->max_pixels);
       sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-      sub.add_option("--limit", o->limit, "at most this many images")->check(CLI::NonNegativeNumber);
+      sub.add_option("--limit", o->limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
       sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist (and record the new settings)");
       sub.add_flag("--force-resume", o->force_resume,
                    "resume even though OUT was made with other settings (existing outputs are kept)");

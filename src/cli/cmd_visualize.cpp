@@ -132,9 +132,7 @@ const bool registered = register_command({
       sub.add_option("--classes", o->classes, "class file generate used (default: the class set run.json records, else voc)");
       sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset (default: run.json's)");
       sub.add_option("--ids", o->ids, "only these stems, comma-separated");
-      sub.add_option("--limit", o->limit, "at most N images (0 = all)")
-          ->check(CLI::NonNegativeNumber)
-          ->capture_default_str();
+      sub.add_option("--limit", o->limit, "at most N images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
       add_max_pixels_option(sub, o->max_pixels);
       return [o]() { return run_visualize(*o); };
     }});

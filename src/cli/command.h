@@ -5,6 +5,7 @@
 // never prints (it throws clipes::Error or returns results).
 #pragma once
 #include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <functional>
 #include <string>
@@ -24,6 +25,22 @@ struct Command {
   // once parsing succeeded. Its return value is the exit code.
   std::function<std::function<int()>(CLI::App& sub)> setup;
 };
+
+// --json means one thing in every command: write the command's result as
+// JSON to PATH, or to stdout with "-" (or --json alone). When the JSON goes
+// to stdout, the human-readable table does not, so stdout parses as JSON.
+struct JsonOutput {
+  std::string path;
+  CLI::Option* option = nullptr;
+  bool wanted() const { return option && option->count() > 0; }
+  bool to_stdout() const { return wanted() && (path.empty() || path == "-"); }
+};
+void add_json_option(CLI::App& sub, JsonOutput& out, const std::string& what);
+// Writes `j` where out says (atomically for a file); nothing if not wanted.
+void write_json_output(const JsonOutput& out, const nlohmann::json& j);
+// -q: errors only, and no human-readable tables on stdout either.
+bool quiet_output();
+void set_quiet_output(bool quiet);
 
 // Called from a static initialiser in each cmd_<name>.cpp.
 bool register_command(Command command);

@@ -4,14 +4,17 @@
 #include <spdlog/sinks/stdout_color_sinks.h>  // declares stderr_color_mt too
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 #include <opencv2/core/utils/logger.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <iostream>
 #include <thread>
 
 #include "clipes/text/bpe_tokenizer.h"
+#include "clipes/util/atomic_file.h"
 #include "clipes/util/blas_kernel.h"
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
@@ -74,6 +77,29 @@ void apply_runtime_options(const RuntimeOptions& options) {
   torch::set_num_threads(threads);
 }
 
+void add_json_option(CLI::App& sub, JsonOutput& out, const std::string& what) {
+  out.option = sub.add_option("--json", out.path, what + " as JSON to PATH, or to stdout with - (the default)")
+                   ->expected(0, 1);
+}
+
+void write_json_output(const JsonOutput& out, const nlohmann::json& j) {
+  if (!out.wanted()) return;
+  if (out.to_stdout()) {
+    std::cout << j.dump(2) << "\n" << std::flush;
+  } else {
+    clipes::write_file_atomic(out.path, j.dump(2) + "\n");
+  }
+}
+
+namespace {
+bool& quiet_storage() {
+  static bool quiet = false;
+  return quiet;
+}
+}  // namespace
+bool quiet_output() { return quiet_storage(); }
+void set_quiet_output(bool quiet) { quiet_storage() = quiet; }
+
 namespace {
 std::vector<std::string>& args_storage() {
   static std::vector<std::string> args;
@@ -123,6 +149,80 @@ void report_failures(const BatchSummary& summary, bool single_image) {
                printable(summary.failure_log));
 }
 
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The closest of `candidates` to `word` within 2 edits (or a third of its
+// length), "" if none is that close.
+std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(word, c);
+    if (d < best_distance) best_distance = d, best = c;
+  }
+  return best;
+}
+
+}  // namespace
+
+// A typo in a command or option name gets "did you mean ...": CLI11 itself
+// would only say that --model is required, or that "--modle" was not expected.
+std::string suggest_for_typo(const CLI::App& app, const std::vector<std::string>& args) {
+  std::vector<std::string> command_names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    command_names.push_back(sub->get_name());
+  const CLI::App* command = nullptr;
+  size_t first = 1;
+  for (; first < args.size(); ++first) {
+    if (args[first].rfind("-", 0) == 0) continue;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+      if (sub->get_name() == args[first]) command = sub;
+    break;
+  }
+  if (!command) {
+    if (first >= args.size()) return "";
+    const std::string guess = closest(args[first], command_names);
+    return "unknown command '" + clipes::printable(args[first]) + "'" +
+           (guess.empty() ? "" : " (did you mean '" + guess + "'?)") + "; commands: " + [&] {
+             std::string all;
+             for (const auto& n : command_names) all += (all.empty() ? "" : ", ") + n;
+             return all;
+           }();
+  }
+  std::vector<std::string> known;
+  for (const CLI::Option* opt : command->get_options())
+    for (const auto& n : opt->get_lnames()) known.push_back("--" + n);
+  for (const CLI::App* nested : command->get_subcommands([](const CLI::App*) { return true; }))  // prompts rank
+    for (const CLI::Option* opt : nested->get_options())
+      for (const auto& n : opt->get_lnames()) known.push_back("--" + n);
+  for (const CLI::Option* opt : app.get_options())
+    for (const auto& n : opt->get_lnames()) known.push_back("--" + n);
+  for (size_t i = first + 1; i < args.size(); ++i) {
+    if (args[i].rfind("--", 0) != 0 || args[i] == "--") continue;
+    const std::string name = args[i].substr(0, args[i].find('='));
+    if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+    const std::string guess = closest(name, known);
+    return "unknown option " + clipes::printable(name) + " for '" + command->get_name() + "'" +
+           (guess.empty() ? "" : " (did you mean " + guess + "?)");
+  }
+  return "";
+}
+
 }  // namespace clipes::cli
 
 int main(int argc, char** argv) {
@@ -153,8 +253,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // One line like every other error (CLI11 adds a "Run with --help" line).
-    std::cerr << "clipes: error: " << clipes::printable(e.what()) << "\n";
+    // One line like every other error (CLI11 adds a "Run with --help" line);
+    // a misspelt option or command is named first, with the likely intent.
+    const std::string typo = suggest_for_typo(app, args_storage());
+    std::cerr << "clipes: error: " << (typo.empty() ? clipes::printable(e.what()) : typo) << "\n";
     return 2;
   }
   // A file-size limit (ulimit -f) must end a write with EFBIG, which is
@@ -167,6 +269,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("clipes"));
   spdlog::set_pattern("%^[%L]%$ %v");
   spdlog::set_level(quiet ? spdlog::level::err : verbose ? spdlog::level::debug : spdlog::level::info);
+  set_quiet_output(quiet);
   try {
     return run ? run() : 0;
   } catch (const clipes::Error& e) {

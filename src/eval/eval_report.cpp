@@ -140,6 +140,13 @@ std::string format_eval_report(const EvalReport& report) {
                     s.best ? "  <- best" : "");
       out << line;
     }
+    for (const auto& s : report.sweep) {
+      if (!s.best) continue;
+      // Say how to get the best setting's masks: the sweep is only useful if generate can apply it.
+      std::snprintf(line, sizeof line, "masks with this background: clipes generate ... %s %.2f\n",
+                    s.background == "threshold" ? "--bg-threshold" : "--bg-power", s.parameter);
+      out << line;
+    }
     out << "\nper class, best setting (" << report.best_setting << "):\n";
   }
   out << "\n";

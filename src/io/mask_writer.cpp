@@ -61,7 +61,13 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
     write_file_atomic(paths.confidence, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
     written.push_back(paths.confidence);
     // Last: an existing mask means every other output of this image is there.
-    write_indexed_png(paths.mask, mask.labels, voc_palette());
+    if (options.palette) {
+      write_indexed_png(paths.mask, mask.labels, voc_palette());
+    } else {
+      std::vector<uchar> grey;
+      if (!cv::imencode(".png", mask.labels, grey)) throw file_error(paths.mask, "PNG encoding failed");
+      write_file_atomic(paths.mask, std::string_view(reinterpret_cast<const char*>(grey.data()), grey.size()));
+    }
   } catch (...) {
     std::error_code ignored;
     for (const auto& p : written) fs::remove(p, ignored);

@@ -44,7 +44,7 @@ std::vector<std::string> settings_differences(const nlohmann::json& before, cons
 }
 
 std::vector<std::string> check_output_settings(const std::string& out_dir, const nlohmann::json& settings,
-                                               ResumeMode mode, bool has_outputs) {
+                                               ResumeMode mode, bool has_outputs, bool record) {
   const std::string path = (fs::path(out_dir) / "settings.json").string();
   if (mode != ResumeMode::NoResume && is_file(path)) {
     nlohmann::json before;
@@ -64,6 +64,7 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
                                   "); --no-resume recomputes every image, --force-resume keeps the existing outputs");
     }
   }
+  if (!record) return {};
   const nlohmann::json file = {{"about", "the settings every output in this folder was made with (clipes)"},
                                {"settings", settings}};
   write_file_atomic(path, file.dump(2) + "\n");

@@ -10,6 +10,9 @@ namespace clipes {
 
 struct PseudoMaskOptions {
   double bg_power = 1.0;      // α in bg = (1 − max_c R_c)^α
+  // ≥ 0: a constant background score c instead (the "constant c" rows of
+  // `eval --cams`, which pads the CAMs with c exactly like this).
+  double bg_threshold = -1.0;
   double ignore_below = 0.0;  // τ: pixels whose confidence < τ become 255 (ignore)
   // Decide on float16-rounded scores, as the reference does: it saves its CAMs
   // as float16 and its evaluation takes the argmax of those (numpy float16

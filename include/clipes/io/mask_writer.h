@@ -1,5 +1,5 @@
 // The per-image outputs of `generate` under OUT (spec §7):
-//   OUT/masks/<stem>.png        indexed PNG, VOC palette, class ids (255 ignore)
+//   OUT/masks/<stem>.png        indexed PNG, VOC palette, class ids (255 ignore); grey with --mask-mode grey
 //   OUT/confidence/<stem>.png   8-bit grey, round(255·confidence)
 //   OUT/cams/<stem>_cam.npy     float16 [K, H0, W0] unrefined CAMs   (--save-cams)
 //   OUT/cams/<stem>_refined.npy float16 [K, H0, W0] refined CAMs     (--save-cams)
@@ -21,7 +21,13 @@ struct MaskOutputPaths {
   static MaskOutputPaths for_stem(const std::string& out_dir, const std::string& stem);
 };
 
-struct MaskWriteOptions { bool save_cams = false; };
+struct MaskWriteOptions {
+  bool save_cams = false;
+  // false: the mask PNG is an 8-bit grey image of the same ids, for readers
+  // that do not know palettes: cv2.imread(mask, IMREAD_GRAYSCALE) on a
+  // palette PNG returns the colours' luminance (0/75/220), not the ids.
+  bool palette = true;
+};
 
 // Every file is written atomically and the mask PNG LAST, so "mask exists"
 // means "this image is complete" (what resume relies on). cams/refined may be

@@ -36,8 +36,9 @@ std::vector<std::string> settings_differences(const nlohmann::json& before, cons
 //     holds no outputs yet (`has_outputs` false: a run that failed before
 //     writing anything, e.g. on a bad checkpoint, must not block the next).
 // Returns the differences that were accepted (ForceResume), else empty.
+// record = false (--dry-run): the same checks, settings.json left untouched.
 std::vector<std::string> check_output_settings(const std::string& out_dir, const nlohmann::json& settings,
-                                               ResumeMode mode, bool has_outputs = true);
+                                               ResumeMode mode, bool has_outputs = true, bool record = true);
 
 // Appends `record` as one line to OUT/runs.jsonl (O_APPEND, one write, so
 // shards appending at once do not interleave). Throws clipes::Error naming
