@@ -1,0 +1,70 @@
+// clipes export mmseg|deeplab OUT — the split list and config snippet to
+// train a segmentation network on a run's pseudo masks
+// (pipeline/training_export.h). Classes and the image folder come from the
+// run's run.json unless --images / --dataset say otherwise.
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "clipes/pipeline/run_settings.h"
+#include "clipes/pipeline/training_export.h"
+#include "clipes/text/class_config.h"
+#include "clipes/util/error.h"
+#include "clipes/util/strings.h"
+#include "command.h"
+
+namespace clipes::cli {
+namespace {
+
+struct ExportCli {
+  std::string framework, out, images, dataset;
+};
+
+int run_export(const ExportCli& o) {
+  const TrainingFramework framework = parse_training_framework(o.framework);
+  const nlohmann::json record = read_run_record(o.out);
+  if (!record.is_object() || !record.contains("config") || !record["config"].contains("class_set"))
+    throw file_error(o.out, "no run.json with a class set here (export needs the output folder of generate or segment)");
+  const ClassConfig classes = ClassConfig::parse(record["config"]["class_set"].dump(), o.out + "/run.json");
+  const auto ids = ClassConfig::parse_label_ids(record["config"].value("label_ids", "consecutive"));
+  TrainingExportInputs in;
+  in.run_dir = o.out;
+  if (!o.images.empty()) {
+    in.images_dir = o.images;
+  } else if (!o.dataset.empty()) {
+    std::error_code ec;
+    const std::filesystem::path voc = std::filesystem::path(o.dataset) / "JPEGImages";
+    in.images_dir = std::filesystem::is_directory(voc, ec) ? voc.string() : o.dataset;
+  } else if (record.contains("images_folder")) {
+    in.images_dir = record["images_folder"].get<std::string>();
+  } else {
+    throw file_error(o.out + "/run.json", "records no image folder; pass --images DIR");
+  }
+  in.class_names = classes.names_by_mask_value(ids);
+  in.has_background = !classes.background.empty();
+  // With dataset ids (COCO category ids) the masks hold values up to the largest id.
+  in.num_classes = static_cast<int>(in.class_names.size()) - (in.has_background ? 0 : 1);
+  const TrainingExport e = export_for_training(framework, in);
+  if (e.masks_without_image > 0)
+    spdlog::warn("{} mask(s) have no image in {}; left out of the list", e.masks_without_image, printable(in.images_dir));
+  std::cout << e.list_file << "\n" << e.config_file << "\n";
+  spdlog::info("{} images listed for {}", e.images, o.framework);
+  return 0;
+}
+
+const bool registered = register_command({
+    "export", "split list + config snippet to train mmseg or deeplab-pytorch on the masks", [](CLI::App& sub) {
+      auto o = std::make_shared<ExportCli>();
+      sub.add_option("framework", o->framework, "mmseg | deeplab")
+          ->required()
+          ->check(CLI::IsMember({"mmseg", "deeplab"}));
+      sub.add_option("out", o->out, "output folder of generate or segment")->required();
+      sub.add_option("--images", o->images, "image folder (default: run.json's)");
+      sub.add_option("--dataset", o->dataset, "dataset root; its JPEGImages/ for VOC (default: run.json's image folder)");
+      return [o]() { return run_export(*o); };
+    }});
+
+}  // namespace
+}  // namespace clipes::cli
