@@ -53,3 +53,51 @@ TEST(TrainingExport, MmsegAndDeeplabListsPointAtEveryMaskAndItsImage) {
 
 }  // namespace
 }  // namespace clipes
+
+#include <nlohmann/json.hpp>
+
+#include "clipes/data/coco_mask.h"
+#include "clipes/io/indexed_png.h"
+#include "clipes/text/class_config.h"
+
+namespace clipes {
+namespace {
+
+TEST(TrainingExport, CocoResultsRoundTripThroughOurRleDecoder) {
+  const std::string dir = test::make_temp_dir("export-coco");
+  std::string log;
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " -q generate --model " + test::tiny_clip_path() + " --vocab " +
+                                  test::vocab_path() + " --dataset " + test::shared("data/coco-tiny") +
+                                  " --format coco --limit 3 --out " + dir + "/run",
+                              &log),
+            0)
+      << log;
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " export coco " + dir + "/run", &log), 0) << log;
+  const auto results = nlohmann::json::parse(read_file(dir + "/run/export/coco/results.json"));
+  ASSERT_TRUE(results.is_array());
+  ASSERT_FALSE(results.empty());
+  const ClassConfig coco = ClassConfig::resolve("coco");
+  size_t checked = 0;
+  for (const auto& r : results) {
+    char stem[16];
+    std::snprintf(stem, sizeof stem, "%012lld", r["image_id"].get<long long>());
+    const cv::Mat labels = read_label_png(dir + "/run/masks/" + stem + ".png");
+    // Consecutive mask values: category c sits at 1 + its index in the class file.
+    int value = -1;
+    for (int i = 0; i < coco.num_classes(); ++i)
+      if (coco.classes[static_cast<size_t>(i)].id == r["category_id"].get<int>()) value = i + 1;
+    ASSERT_GT(value, 0) << r.dump();
+    const auto& seg = r["segmentation"];
+    EXPECT_EQ(seg["size"][0].get<int>(), labels.rows);
+    EXPECT_EQ(seg["size"][1].get<int>(), labels.cols);
+    const cv::Mat decoded = decode_rle(decode_rle_string(seg["counts"].get<std::string>()), labels.rows, labels.cols);
+    EXPECT_EQ(cv::countNonZero(decoded != (labels == value) / 255), 0) << r["image_id"];
+    EXPECT_GT(r["score"].get<double>(), 0.0);
+    EXPECT_LE(r["score"].get<double>(), 1.0);
+    ++checked;
+  }
+  EXPECT_GE(checked, 3u);
+}
+
+}  // namespace
+}  // namespace clipes

@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <map>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "clipes/pipeline/coco_results.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/pipeline/training_export.h"
 #include "clipes/text/class_config.h"
@@ -23,12 +25,26 @@ struct ExportCli {
 };
 
 int run_export(const ExportCli& o) {
-  const TrainingFramework framework = parse_training_framework(o.framework);
   const nlohmann::json record = read_run_record(o.out);
   if (!record.is_object() || !record.contains("config") || !record["config"].contains("class_set"))
     throw file_error(o.out, "no run.json with a class set here (export needs the output folder of generate or segment)");
   const ClassConfig classes = ClassConfig::parse(record["config"]["class_set"].dump(), o.out + "/run.json");
   const auto ids = ClassConfig::parse_label_ids(record["config"].value("label_ids", "consecutive"));
+  if (o.framework == "coco") {
+    // Mask value → the class's COCO category id, whichever ids the masks hold.
+    std::map<int, int> category_of_value;
+    for (int i = 0; i < classes.num_classes(); ++i)
+      category_of_value[classes.label_id(i, ids)] = classes.label_id(i, ClassConfig::LabelIds::Dataset);
+    const std::string path = (std::filesystem::path(o.out) / "export" / "coco" / "results.json").string();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    const CocoResultsSummary s = write_coco_results(o.out, category_of_value, path);
+    if (s.skipped_stems > 0) spdlog::warn("{} mask(s) not named by a COCO image id; left out", s.skipped_stems);
+    std::cout << path << "\n";
+    spdlog::info("{} entries for {} images", s.entries, s.images);
+    return 0;
+  }
+  const TrainingFramework framework = parse_training_framework(o.framework);
   TrainingExportInputs in;
   in.run_dir = o.out;
   if (!o.images.empty()) {
@@ -55,11 +71,11 @@ int run_export(const ExportCli& o) {
 }
 
 const bool registered = register_command({
-    "export", "split list + config snippet to train mmseg or deeplab-pytorch on the masks", [](CLI::App& sub) {
+    "export", "training lists + config (mmseg, deeplab) or a COCO results file from a run's masks", [](CLI::App& sub) {
       auto o = std::make_shared<ExportCli>();
-      sub.add_option("framework", o->framework, "mmseg | deeplab")
+      sub.add_option("format", o->framework, "mmseg | deeplab (training lists) | coco (a COCO results file, RLE)")
           ->required()
-          ->check(CLI::IsMember({"mmseg", "deeplab"}));
+          ->check(CLI::IsMember({"mmseg", "deeplab", "coco"}));
       sub.add_option("out", o->out, "output folder of generate or segment")->required();
       sub.add_option("--images", o->images, "image folder (default: run.json's)");
       sub.add_option("--dataset", o->dataset, "dataset root; its JPEGImages/ for VOC (default: run.json's image folder)");
