@@ -175,6 +175,26 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
   if (todo.size() > 10) std::cout << "  ... and " << todo.size() - 10 << " more\n";
 }
 
+int finish_batch_run(const std::string& command, const std::string& out, const ShardSpec& shard,
+                     const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
+                     const std::string& vocab, const std::string& started_at,
+                     const std::vector<std::string>& force_resumed_over, const BatchSummary& s, bool single_image) {
+  put_bytes(run, "vocab", vocab);
+  if (!records.empty())
+    put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
+  const nlohmann::json history = {{"command", command},         {"started", started_at},
+                                  {"ended", now_utc_iso8601()}, {"shard", shard_text},
+                                  {"counts", run["counts"]},    {"timings_s", run["timings_s"]},
+                                  {"force_resumed_over", force_resumed_over}};
+  const bool run_record_written = write_run_record(out, shard, run, history);
+  const double rate = s.wall_s > 0 ? static_cast<double>(s.processed - s.failed) / s.wall_s : 0.0;
+  spdlog::info("done: {} written, {} failed, {} already complete, {:.1f} s ({:.2f} images/s)",
+               s.processed - s.failed, s.failed, s.skipped, s.wall_s, rate);
+  report_failures(s, single_image);
+  const int code = batch_exit_code(s);
+  return code == 0 && !run_record_written ? 1 : code;
+}
+
 int batch_exit_code(const BatchSummary& s) {
   if (s.selected == 0) return 0;
   if (s.complete() == 0) return 1;

@@ -47,6 +47,16 @@ std::vector<std::string> check_resume_settings(const std::string& out, const nlo
 bool write_run_record(const std::string& out, const ShardSpec& shard, const nlohmann::json& run,
                       nlohmann::json history);
 
+// The end every batch command shares: run.json gets the vocabulary path and
+// the image folder (what eval and visualize read back) and is written, the
+// history record appended, the summary logged and the failures reported.
+// Returns the exit code (batch_exit_code, or 1 when the record could not be
+// written).
+int finish_batch_run(const std::string& command, const std::string& out, const ShardSpec& shard,
+                     const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
+                     const std::string& vocab, const std::string& started_at,
+                     const std::vector<std::string>& force_resumed_over, const BatchSummary& s, bool single_image);
+
 // Exit code from the final state of OUT, the same on every rerun:
 //   0  every image of the shard is complete, or failed for a reason of its own
 //      (unreadable, no labels, ...), recorded in the failure log;

@@ -185,21 +185,9 @@ int run_generate(const GenerateCli& o) {
                          {"last_block_and_gradients", stats.stage_ms_sum.last_block_ms * per_image},
                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                          {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
-  put_bytes(run, "vocab", o.vocab);
   run["vocab_sha256"] = settings["vocab_sha256"];
-  // What eval and visualize read back: the whole class set (in config), the image folder.
-  if (!records.empty()) put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
-  const nlohmann::json history = {{"started", started_at}, {"ended", now_utc_iso8601()}, {"shard", o.shard},
-                                  {"counts", run["counts"]}, {"timings_s", run["timings_s"]},
-                                  {"force_resumed_over", accepted}};
-  const bool run_record_written = write_run_record(o.out, options.batch.shard, run, history);
-
-  const double rate = s.wall_s > 0 ? static_cast<double>(s.processed - s.failed) / s.wall_s : 0.0;
-  spdlog::info("done: {} written, {} failed, {} already complete, {:.1f} s ({:.2f} images/s)",
-               s.processed - s.failed, s.failed, s.skipped, s.wall_s, rate);
-  report_failures(s, !o.input.image.empty());
-  const int code = batch_exit_code(s);
-  return code == 0 && !run_record_written ? 1 : code;
+  return finish_batch_run("generate", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
+                          accepted, s, !o.input.image.empty());
 }
 
 const bool registered = register_command({
