@@ -68,8 +68,8 @@ SOURCES[labels]="src/data/labels_parser.cpp src/data/safe_path.cpp $UTIL"
 LIBS[labels]="";                                 MAXLEN[labels]=4096; DICT[labels]=fuzz/json.dict
 SOURCES[coco_mask]="src/data/coco_mask.cpp src/util/atomic_file.cpp $UTIL"
 LIBS[coco_mask]="-lopencv_core";                 MAXLEN[coco_mask]=4096
-SOURCES[npy]="src/io/npy_header.cpp $UTIL"
-LIBS[npy]="";                                    MAXLEN[npy]=4096; DICT[npy]=fuzz/npy.dict
+SOURCES[npy]="src/io/npy_header.cpp src/io/npy_pickle.cpp $UTIL"
+LIBS[npy]="";                                    MAXLEN[npy]=8192; DICT[npy]=fuzz/npy.dict
 SOURCES[safetensors]="src/model/safetensors_header.cpp $UTIL"
 LIBS[safetensors]="";                            MAXLEN[safetensors]=8192; DICT[safetensors]=fuzz/json.dict
 SOURCES[zip]="src/util/zip_integrity.cpp $UTIL"

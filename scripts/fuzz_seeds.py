@@ -131,6 +131,11 @@ def npy_seeds(put, shared):
     put(npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", bytes(8), major=2))
     put(npy_bytes("{'descr': '|b1', 'fortran_order': True, 'shape': (0, 4), }", b"", major=3))
     put(npy_bytes("{\"descr\": \"<f8\", \"shape\": (1L, 2L), \"fortran_order\": False}", bytes(16)))
+    # numpy-written CLIP-ES CAM dicts (pickled '|O' files), kept in the repository
+    cams = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "clip_es_cams")
+    for name in sorted(os.listdir(cams)) if os.path.isdir(cams) else []:
+        if name.endswith(".npy"):
+            put(open(os.path.join(cams, name), "rb").read())
     folder = os.path.join(shared, "fixtures/segment")
     if os.path.isdir(folder):
         for name in sorted(os.listdir(folder)):

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -38,6 +39,24 @@ at::Tensor blob_cams(int64_t k, int64_t h, int64_t w) {
 
 }  // namespace
 
+ContactSheetInput sheet_input(const cv::Mat& rgb, const std::vector<std::string>& labels, const at::Tensor& cams,
+                              const at::Tensor& refined, const cv::Mat& mask, const std::vector<std::string>& names) {
+  ContactSheetInput in;
+  in.rgb = rgb;
+  in.label_names = labels;
+  in.cams = cams;
+  in.refined = refined;
+  in.mask_ids = mask;
+  in.class_name_by_id = names;
+  in.palette = voc_palette();
+  return in;
+}
+
+// The panel rectangle of tile (row, column), as make_contact_sheet lays them out.
+cv::Rect tile_rect(const ContactSheetGeometry& g, int row, int column) {
+  return {8 + column * (g.tile_width + 8), 8 + row * (26 + g.tile_height + 8) + 26, g.tile_width, g.tile_height};
+}
+
 TEST(ContactSheet, SizeFollowsTheGeometry) {
   const int h = 300, w = 400;
   cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
@@ -48,23 +67,23 @@ TEST(ContactSheet, SizeFollowsTheGeometry) {
   names[0] = "background", names[8] = "cat", names[12] = "dog";
   const at::Tensor cams = blob_cams(2, h, w);
 
-  const cv::Mat sheet = make_contact_sheet(gradient_rgb(h, w), {"dog", "cat"}, cams, cams.sqrt(), mask, names,
-                                           voc_palette());
-  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 2, 4);  // ids 0, 8, 12, 255
+  const cv::Mat sheet = make_contact_sheet(sheet_input(gradient_rgb(h, w), {"dog", "cat"}, cams, cams.sqrt(), mask, names));
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 2, false, 4);  // ids 0, 8, 12, 255
   EXPECT_EQ(sheet.type(), CV_8UC3);
   EXPECT_EQ(sheet.cols, g.width);
   EXPECT_EQ(sheet.rows, g.height);
   // Small images are not scaled: two tiles side by side, three rows of tiles.
   EXPECT_EQ(g.tile_width, w);
   EXPECT_EQ(g.tile_height, h);
+  EXPECT_EQ(g.rows, 3);
+  EXPECT_TRUE(g.legend_beside);  // 3 tile rows of 300 px are taller than 2 tiles of 400 are wide
   EXPECT_GT(sheet.cols, 2 * w);
   EXPECT_GT(sheet.rows, 3 * h);
   // One more label adds exactly one row of tiles.
-  const cv::Mat sheet3 = make_contact_sheet(gradient_rgb(h, w), {"dog", "cat", "x"}, blob_cams(3, h, w),
-                                            blob_cams(3, h, w), mask, names, voc_palette());
+  const cv::Mat sheet3 = make_contact_sheet(
+      sheet_input(gradient_rgb(h, w), {"dog", "cat", "x"}, blob_cams(3, h, w), blob_cams(3, h, w), mask, names));
   EXPECT_EQ(sheet3.cols, sheet.cols);
-  EXPECT_GT(sheet3.rows - sheet.rows, h);
-  EXPECT_LT(sheet3.rows - sheet.rows, h + 50);
+  EXPECT_EQ(sheet3.rows - sheet.rows, 26 + h + 8);
   // The sheet is not blank: the tiles carry the image.
   EXPECT_GT(cv::mean(sheet)[0] + cv::mean(sheet)[1] + cv::mean(sheet)[2], 100);
 }
@@ -72,10 +91,10 @@ TEST(ContactSheet, SizeFollowsTheGeometry) {
 TEST(ContactSheet, WideImagesAreScaledToStayUnder2000Pixels) {
   const int h = 500, w = 3000;
   const cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
-  const cv::Mat sheet = make_contact_sheet(gradient_rgb(h, w), {"a"}, blob_cams(1, h, w), blob_cams(1, h, w), mask,
-                                           {"background"}, voc_palette());
+  const cv::Mat sheet = make_contact_sheet(
+      sheet_input(gradient_rgb(h, w), {"a"}, blob_cams(1, h, w), blob_cams(1, h, w), mask, {"background"}));
   EXPECT_LE(sheet.cols, 2000);
-  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 1, 1);
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 1, false, 1);
   EXPECT_EQ(sheet.cols, g.width);
   EXPECT_EQ(sheet.rows, g.height);
   EXPECT_NEAR(static_cast<double>(g.tile_height) / g.tile_width, static_cast<double>(h) / w, 0.01);
@@ -83,11 +102,105 @@ TEST(ContactSheet, WideImagesAreScaledToStayUnder2000Pixels) {
 
 TEST(ContactSheet, CamsOfAnotherSizeAreResizedButTheLabelCountMustMatch) {
   const cv::Mat mask(60, 80, CV_8UC1, cv::Scalar(0));
-  EXPECT_NO_THROW(make_contact_sheet(gradient_rgb(120, 160), {"a"}, blob_cams(1, 30, 40), blob_cams(1, 30, 40), mask,
-                                     {"background"}, voc_palette()));
-  EXPECT_THROW(make_contact_sheet(gradient_rgb(120, 160), {"a", "b"}, blob_cams(1, 120, 160), blob_cams(2, 120, 160),
-                                  mask, {"background"}, voc_palette()),
+  EXPECT_NO_THROW(make_contact_sheet(
+      sheet_input(gradient_rgb(120, 160), {"a"}, blob_cams(1, 30, 40), blob_cams(1, 30, 40), mask, {"background"})));
+  EXPECT_THROW(make_contact_sheet(sheet_input(gradient_rgb(120, 160), {"a", "b"}, blob_cams(1, 120, 160),
+                                              blob_cams(2, 120, 160), mask, {"background"})),
                Error);
+}
+
+TEST(ContactSheet, MaskOnlySheetsHaveNoHeatRowsAndNoColourBar) {
+  const int h = 120, w = 160;
+  const cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
+  const cv::Mat sheet = make_contact_sheet(sheet_input(gradient_rgb(h, w), {}, {}, {}, mask, {"background"}));
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 0, false, 1);
+  EXPECT_EQ(g.rows, 1);
+  EXPECT_EQ(g.colour_bar_height, 0);
+  EXPECT_EQ(sheet.rows, g.height);
+  EXPECT_EQ(sheet.cols, g.width);
+  // Only refined CAMs (the official dict has no 'highres'): heat rows, left column empty.
+  const cv::Mat refined_only =
+      make_contact_sheet(sheet_input(gradient_rgb(h, w), {"a"}, {}, blob_cams(1, h, w), mask, {"background"}));
+  const ContactSheetGeometry g1 = contact_sheet_geometry(h, w, 1, false, 1);
+  EXPECT_EQ(refined_only.rows, g1.height);
+  EXPECT_EQ(cv::countNonZero(refined_only(tile_rect(g1, 1, 0)).reshape(1) != 40), 0) << "empty tile = background";
+  EXPECT_GT(cv::countNonZero(refined_only(tile_rect(g1, 1, 1)).reshape(1) != 40), 0);
+}
+
+TEST(ContactSheet, GroundTruthRowShowsErrorsInRed) {
+  const int h = 64, w = 96;
+  cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0)), truth(h, w, CV_8UC1, cv::Scalar(0));
+  mask(cv::Rect(0, 0, 48, 64)) = 8;   // predicted cat on the left half
+  truth(cv::Rect(0, 0, 24, 64)) = 8;  // the cat is only the left quarter
+  ContactSheetInput in = sheet_input(gradient_rgb(h, w), {}, {}, {}, mask, {"background"});
+  in.ground_truth = truth;
+  in.ground_truth_title = image_iou_title(mask, truth);
+  const cv::Mat sheet = make_contact_sheet(in);
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 0, true, 2);
+  EXPECT_EQ(g.rows, 2);
+  EXPECT_EQ(sheet.rows, g.height);
+  const cv::Mat errors = sheet(tile_rect(g, 1, 1));
+  // Wrong pixels (x in [24, 48)) are pure red (BGR 0,0,255); right ones are dimmed image.
+  EXPECT_EQ(errors.at<cv::Vec3b>(30, 30), cv::Vec3b(0, 0, 255));
+  EXPECT_NE(errors.at<cv::Vec3b>(30, 10), cv::Vec3b(0, 0, 255));
+  EXPECT_NE(errors.at<cv::Vec3b>(30, 70), cv::Vec3b(0, 0, 255));
+}
+
+TEST(ContactSheet, ImageIouIsTheMeanOverClassesInTruthOrPrediction) {
+  // 4×4: truth = 8 pixels class 1 (left half), 8 background; the prediction
+  // puts class 1 on the left 3 columns and class 2 on one pixel of the 4th.
+  cv::Mat truth(4, 4, CV_8UC1, cv::Scalar(0)), pred(4, 4, CV_8UC1, cv::Scalar(0));
+  truth(cv::Rect(0, 0, 2, 4)) = 1;
+  pred(cv::Rect(0, 0, 3, 4)) = 1;
+  pred.at<uint8_t>(0, 3) = 2;
+  truth.at<uint8_t>(3, 3) = 255;  // ignored whatever is predicted there
+  // bg: GT 7 (16 − 8 − the ignored pixel), predicted 2 ((1,3), (2,3)), TP 2 → 2/7;
+  // class 1: TP 8, GT 8, predicted 12 → 8/12; class 2: predicted once, never true → 0.
+  const double expected = (2.0 / 7 + 8.0 / 12 + 0.0) / 3;
+  char want[96];
+  std::snprintf(want, sizeof want, "GT, IoU %.3f", expected);
+  EXPECT_EQ(image_iou_title(pred, truth), want);
+  EXPECT_EQ(image_iou_title(truth, truth), "GT, IoU 1.000");
+  EXPECT_THROW(image_iou_title(pred, truth(cv::Rect(0, 0, 2, 2))), Error);
+}
+
+TEST(ContactSheet, IgnoreIsHatchedAndNeverLooksLikeThePalettesGrey) {
+  const int h = 64, w = 96;
+  const cv::Mat rgb(h, w, CV_8UC3, cv::Scalar(128, 128, 128));
+  cv::Mat mask(h, w, CV_8UC1, cv::Scalar(7));  // VOC 7 "car" is grey (128,128,128)
+  mask(cv::Rect(48, 0, 48, 64)) = 255;
+  const cv::Mat sheet = make_contact_sheet(sheet_input(rgb, {}, {}, {}, mask, {"background"}));
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 0, false, 2);
+  const cv::Mat tile = sheet(tile_rect(g, 0, 1));
+  cv::Scalar mean_grey, sd_grey, mean_ignore, sd_ignore;
+  cv::meanStdDev(tile(cv::Rect(0, 0, 48, 64)), mean_grey, sd_grey);
+  cv::meanStdDev(tile(cv::Rect(48, 0, 48, 64)), mean_ignore, sd_ignore);
+  EXPECT_LT(sd_grey[0], 1.0);     // uniform grey
+  EXPECT_GT(sd_ignore[0], 50.0);  // black/white stripes
+}
+
+TEST(ContactSheet, TallSheetsPutTheLegendBesideThePanelsAndShowAColourBar) {
+  const int h = 300, w = 400;
+  const cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
+  const ContactSheetGeometry short_sheet = contact_sheet_geometry(h, w, 1, false, 1);
+  EXPECT_FALSE(short_sheet.legend_beside);
+  const ContactSheetGeometry tall = contact_sheet_geometry(h, w, 6, false, 1);
+  EXPECT_TRUE(tall.legend_beside);
+  EXPECT_EQ(tall.width, 2 * w + 3 * 8 + 240 + 8);
+  const cv::Mat sheet = make_contact_sheet(
+      sheet_input(gradient_rgb(h, w), {"a", "b", "c", "d", "e", "f"}, blob_cams(6, h, w), blob_cams(6, h, w), mask,
+                  {"background"}));
+  EXPECT_EQ(sheet.cols, tall.width);
+  EXPECT_EQ(sheet.rows, tall.height);
+  // The legend swatch (black for background) sits at the top of the right column.
+  EXPECT_EQ(sheet.at<cv::Vec3b>(8 + 12, 2 * w + 3 * 8 + 9), cv::Vec3b(0, 0, 0));
+  // The colour bar under the heat maps runs from JET's blue to its red.
+  const int y = 8 + tall.rows * (26 + h + 8) + 10, x0 = 8 + 44, bar = w + 8 - 44 - 12;
+  const cv::Vec3b left = sheet.at<cv::Vec3b>(y, x0 + 1), right = sheet.at<cv::Vec3b>(y, x0 + bar - 2);
+  EXPECT_GT(left[0], 100);   // blue
+  EXPECT_LT(left[2], 30);
+  EXPECT_GT(right[2], 100);  // red
+  EXPECT_LT(right[0], 30);
 }
 
 TEST(VisualizeCommand, WritesASheetPerImageFromAGenerateFolder) {
@@ -134,7 +247,7 @@ TEST(VisualizeCommand, WritesASheetPerImageFromAGenerateFolder) {
     const cv::Mat sheet = cv::imread(sheet_path, cv::IMREAD_COLOR);
     ASSERT_FALSE(sheet.empty()) << sheet_path;
     // ids present: 0, 15, 255 → three legend entries; two labels.
-    const ContactSheetGeometry g = contact_sheet_geometry(sizes[i].height, sizes[i].width, 2, 3);
+    const ContactSheetGeometry g = contact_sheet_geometry(sizes[i].height, sizes[i].width, 2, false, 3);
     EXPECT_EQ(sheet.cols, g.width);
     EXPECT_EQ(sheet.rows, g.height);
     EXPECT_LE(sheet.cols, 2000);

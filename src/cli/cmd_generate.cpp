@@ -44,6 +44,7 @@ struct GenerateCli {
   double bg_power = 1.0;
   double bg_threshold = -1;  // <0: (1 − max)^α
   std::string mask_mode = "palette";
+  std::string cam_format = "npy";
   double ignore_below = 0.0;
   std::string label_ids = "consecutive";
   bool dry_run = false;
@@ -73,7 +74,9 @@ int run_generate(const GenerateCli& o) {
   es_config.max_tokens = o.max_tokens;
   es_config.refine = !o.no_caa;
   es_config.use_softmax = !o.no_softmax;
-  es_config.keep_unrefined = o.save_cams || o.vis;  // only they show the unrefined CAMs
+  // --cam-format clip-es asks for CAMs in that layout: it implies --save-cams.
+  const bool save_cams = o.save_cams || o.cam_format == "clip-es";
+  es_config.keep_unrefined = save_cams || o.vis;  // only they show the unrefined CAMs
 
   GenerateOptions options;
   options.batch.out_dir = o.out;
@@ -84,7 +87,8 @@ int run_generate(const GenerateCli& o) {
   options.mask.bg_threshold = o.bg_threshold;
   options.write.palette = o.mask_mode == "palette";
   options.mask.ignore_below = o.ignore_below;
-  options.write.save_cams = o.save_cams;
+  options.write.save_cams = save_cams;
+  options.write.cam_format = parse_cam_format(o.cam_format);
   options.label_ids = ClassConfig::parse_label_ids(o.label_ids);
   options.decode.max_pixels = o.max_pixels;
   const ModelOptions model_options = to_model_options(o.runtime);
@@ -115,6 +119,9 @@ int run_generate(const GenerateCli& o) {
                              {"softmax", es_config.use_softmax},
                              {"max_tokens", o.max_tokens},
                              {"precision", o.runtime.precision}};
+  // Only a non-default layout enters the settings, so runs made before the
+  // option existed still resume.
+  if (options.write.cam_format != CamFormat::Npy) settings["cam_format"] = o.cam_format;
   // A template from the command line need not be UTF-8 (util/json_text.h).
   for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
   const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume, o.dry_run);
@@ -140,8 +147,15 @@ int run_generate(const GenerateCli& o) {
                                                             const ClipEsResult& result, const PseudoMask& mask) {
       std::vector<std::string> label_names;
       for (int c : result.class_indices) label_names.push_back(classes.classes[static_cast<size_t>(c)].name);
-      write_contact_sheet((vis_dir / (record.id + ".jpg")).string(), rgb, label_names, result.cams,
-                          result.refined, mask.labels, names_by_id, voc_palette());
+      ContactSheetInput sheet;
+      sheet.rgb = rgb;
+      sheet.mask_ids = mask.labels;
+      sheet.label_names = std::move(label_names);
+      sheet.cams = result.cams;
+      sheet.refined = result.refined;
+      sheet.class_name_by_id = names_by_id;
+      sheet.palette = voc_palette();
+      write_contact_sheet((vis_dir / (record.id + ".jpg")).string(), sheet);
     };
   }
 
@@ -163,7 +177,7 @@ int run_generate(const GenerateCli& o) {
   config.erase("model_sha256");
   config.erase("vocab_sha256");
   config.update({{"max_pixels", o.max_pixels},
-                 {"save_cams", o.save_cams},
+                 {"save_cams", save_cams},
                  {"vis", o.vis},
                  {"device", o.runtime.device},
                  {"threads", torch::get_num_threads()},
@@ -218,6 +232,11 @@ const bool registered = register_command({
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (e.g. COCO category ids)")
           ->capture_default_str();
       sub.add_flag("--save-cams", o->save_cams, "also write CAMs and refined CAMs (float16 .npy)");
+      sub.add_option("--cam-format", o->cam_format,
+                     "layout of --save-cams: npy (<stem>_cam/_refined/_keys.npy) | clip-es (one pickled "
+                     "<stem>.npy dict, what the official eval_cam.py reads; implies --save-cams)")
+          ->check(CLI::IsMember({"npy", "clip-es"}))
+          ->capture_default_str();
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg (image, CAMs, refined, mask)");
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")
           ->check(CLI::NonNegativeNumber)

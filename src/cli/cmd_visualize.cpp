@@ -1,6 +1,8 @@
-// clipes visualize — contact sheets of what `generate` wrote (issue #4): for
-// each image, the original, every label's CAM before and after refinement, and
-// the final mask with a legend, as OUT/vis/<stem>.jpg.
+// clipes visualize — contact sheets of what `generate` or `segment` wrote: for
+// each image, the original, the mask, the ground truth with the image's IoU
+// (when the dataset has it), every label's CAM before and after refinement
+// (when CAMs were saved, in either layout), a colour bar and a legend, as
+// OUT/vis/<stem>.jpg (io/contact_sheet.h).
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -9,10 +11,11 @@
 #include <iostream>
 #include <sstream>
 
+#include "clipes/eval/ground_truth.h"
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/indexed_png.h"
-#include "clipes/io/npy.h"
+#include "clipes/io/saved_cams.h"
 #include "clipes/text/class_config.h"
 #include "clipes/data/safe_path.h"
 #include "clipes/pipeline/run_settings.h"
@@ -27,6 +30,8 @@ namespace fs = std::filesystem;
 
 struct Options {
   std::string out, images, classes, label_ids, ids;  // empty: from the run's run.json
+  std::string gt;      // empty: the dataset run.json names, when it has label maps
+  bool no_gt = false;
   int limit = 0;
   int64_t max_pixels = kDefaultMaxPixels;
 };
@@ -49,35 +54,83 @@ std::string find_image(const std::string& dir, const std::string& stem) {
 }
 
 std::string write_sheet(const Options& o, const ClassConfig& classes, const std::vector<std::string>& names_by_id,
-                        const std::string& id) {
+                        const GtSource* gt, const std::string& id) {
   // Every id, from --ids or from the masks folder, names files under OUT:
   // the same check as dataset ids (no "..", separators, control characters).
   const std::string stem = safe_stem(id, "--ids");
   const fs::path out(o.out);
-  const std::string cams_dir = (out / "cams").string() + "/";
-  const cv::Mat rgb = decode_image_rgb(find_image(o.images, stem), DecodeLimits{o.max_pixels});
-  const cv::Mat mask = read_label_png((out / "masks" / (stem + ".png")).string());
-  const at::Tensor cams = read_npy(cams_dir + stem + "_cam.npy");
-  const at::Tensor refined = read_npy(cams_dir + stem + "_refined.npy");
-  const std::string keys_path = cams_dir + stem + "_keys.npy";
-  const at::Tensor keys = read_npy(keys_path).to(at::kLong).reshape({-1});
-  std::vector<std::string> labels;
-  for (int64_t i = 0; i < keys.size(0); ++i) {
-    const int64_t key = keys[i].item<int64_t>();
-    if (key < 0 || key >= classes.num_classes())
-      throw file_error(keys_path, "class index " + std::to_string(key) + " outside the " +
-                                      std::to_string(classes.num_classes()) + " classes of '" + classes.name +
-                                      "' (wrong --classes?)");
-    labels.push_back(classes.classes[static_cast<size_t>(key)].name);
+  const std::string cams_dir = (out / "cams").string();
+  ContactSheetInput sheet;
+  sheet.rgb = decode_image_rgb(find_image(o.images, stem), DecodeLimits{o.max_pixels});
+  sheet.mask_ids = read_label_png((out / "masks" / (stem + ".png")).string());
+  sheet.class_name_by_id = names_by_id;
+  sheet.palette = voc_palette();
+  // CAMs in either layout (ours or the official dict); none: a mask-only sheet.
+  if (saved_cams_exist(cams_dir, stem)) {
+    const SavedCams saved = read_saved_cams(cams_dir, stem);
+    for (int64_t i = 0; i < saved.keys.size(0); ++i) {
+      const int64_t key = saved.keys[i].item<int64_t>();
+      if (key < 0 || key >= classes.num_classes())
+        throw file_error(saved.keys_file, "class index " + std::to_string(key) + " outside the " +
+                                              std::to_string(classes.num_classes()) + " classes of '" + classes.name +
+                                              "' (wrong --classes?)");
+      sheet.label_names.push_back(classes.classes[static_cast<size_t>(key)].name);
+    }
+    sheet.cams = saved.cams;
+    sheet.refined = saved.refined;
   }
-  if (cams.dim() != 3 || cams.size(0) != keys.size(0))
-    throw file_error(cams_dir + stem + "_cam.npy", "expected " + std::to_string(keys.size(0)) +
-                                                     " CAMs [K,H,W], one per entry of " + stem + "_keys.npy");
-  if (refined.sizes() != cams.sizes())
-    throw file_error(cams_dir + stem + "_refined.npy", "shape differs from " + stem + "_cam.npy");
+  if (gt && !o.no_gt) {
+    try {
+      sheet.ground_truth = gt->mask(stem);
+    } catch (const Error&) {
+      // An image without ground truth (a test image, an unlabelled one) gets no GT row.
+    }
+    if (!sheet.ground_truth.empty()) {
+      if (sheet.ground_truth.size() != sheet.mask_ids.size())
+        throw file_error(gt->describe(stem), "ground truth is " + std::to_string(sheet.ground_truth.cols) + "x" +
+                                                 std::to_string(sheet.ground_truth.rows) + ", the mask " +
+                                                 std::to_string(sheet.mask_ids.cols) + "x" +
+                                                 std::to_string(sheet.mask_ids.rows));
+      sheet.ground_truth_title = image_iou_title(sheet.mask_ids, sheet.ground_truth);
+    }
+  }
   const std::string path = (out / "vis" / (stem + ".jpg")).string();
-  write_contact_sheet(path, rgb, labels, cams, refined, mask, names_by_id, voc_palette());
+  write_contact_sheet(path, sheet);
   return path;
+}
+
+// The ground truth to show: --gt, else the dataset run.json names when it has
+// label maps (VOC SegmentationClass/, COCO instances json). None is fine.
+std::unique_ptr<GtSource> open_ground_truth(const Options& o, const nlohmann::json& record) {
+  if (o.no_gt) return nullptr;
+  std::string path = o.gt, split;
+  if (path.empty() && record.is_object() && record.contains("input") && record["input"].is_object()) {
+    const nlohmann::json& input = record["input"];
+    const std::string format = input.value("format", "");
+    if (input.contains("dataset") && input["dataset"].is_string() && (format == "voc" || format == "coco")) {
+      path = input["dataset"].get<std::string>();
+      // generate ignores --split for COCO unless given, and records its default
+      // anyway; with one instances json beside the images no split is needed.
+      if (format == "voc" && input.contains("split") && input["split"].is_string()) split = input["split"].get<std::string>();
+      if (format == "voc") {
+        std::error_code ec;
+        const bool has_masks = fs::is_directory(fs::path(path) / "SegmentationClass", ec) ||
+                               fs::is_directory(fs::path(path) / "SegmentationClassAug", ec) ||
+                               fs::is_directory(fs::path(path) / "VOC2012" / "SegmentationClass", ec);
+        if (!has_masks) return nullptr;
+      }
+    }
+  }
+  if (path.empty()) return nullptr;
+  const bool dataset_ids = record.is_object() && record.contains("config") &&
+                           record["config"].value("label_ids", "consecutive") == "dataset";
+  try {
+    return std::make_unique<GtSource>(GtSource::open(path, dataset_ids, split));
+  } catch (const Error& e) {
+    if (!o.gt.empty()) throw;  // asked for explicitly: an error
+    spdlog::warn("no ground-truth panel: {}", printable(e.what()));
+    return nullptr;
+  }
 }
 
 int run_visualize(const Options& given) {
@@ -96,6 +149,7 @@ int run_visualize(const Options& given) {
   // The legend must name mask values the way generate wrote them.
   const std::vector<std::string> names_by_id =
       classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));
+  const std::unique_ptr<GtSource> gt = open_ground_truth(o, record);
 
   std::vector<std::string> stems = split_ids(o.ids);
   if (stems.empty()) {
@@ -112,7 +166,7 @@ int run_visualize(const Options& given) {
   size_t failed = 0;
   for (const auto& stem : stems) {
     try {
-      std::cout << printable(write_sheet(o, classes, names_by_id, stem)) << "\n";
+      std::cout << printable(write_sheet(o, classes, names_by_id, gt.get(), stem)) << "\n";
     } catch (const std::exception& e) {  // one bad image does not stop the others
       spdlog::error("{}", printable(e.what()));
       ++failed;
@@ -132,6 +186,10 @@ const bool registered = register_command({
       sub.add_option("--classes", o->classes, "class file generate used (default: the class set run.json records, else voc)");
       sub.add_option("--label-ids", o->label_ids, "mask values as generate wrote them: consecutive | dataset (default: run.json's)");
       sub.add_option("--ids", o->ids, "only these stems, comma-separated");
+      sub.add_option("--gt", o->gt,
+                     "ground truth for the GT panel and per-image IoU: VOC root, COCO json or mask folder "
+                     "(default: the dataset run.json names, when it has label maps)");
+      sub.add_flag("--no-gt", o->no_gt, "no ground-truth panel");
       sub.add_option("--limit", o->limit, "at most N images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
       add_max_pixels_option(sub, o->max_pixels);
       return [o]() { return run_visualize(*o); };

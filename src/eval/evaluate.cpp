@@ -14,6 +14,7 @@
 #include "clipes/eval/confusion_matrix.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
+#include "clipes/io/saved_cams.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
 
@@ -133,7 +134,8 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   const ClassSetup setup = class_setup(gt, options);
   const fs::path cams = is_dir(fs::path(pred_dir) / "cams") ? fs::path(pred_dir) / "cams" : fs::path(pred_dir);
   if (!is_dir(cams)) throw file_error(pred_dir, "CAM folder does not exist");
-  const std::string suffix = "_" + options.cam_suffix + ".npy";
+  if (options.cam_suffix != "refined" && options.cam_suffix != "cam")
+    throw Error("CAM kind must be refined or cam, not '" + options.cam_suffix + "'");
 
   // The sweep: α ∈ {1, 2}, then constant backgrounds 0.05 … 0.95.
   std::vector<SweepResult> settings;
@@ -145,7 +147,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   std::vector<std::string> present;
   for (const auto& id : ids) {
     gt.require(id);
-    if (is_file(cams / (id + suffix)) && is_file(cams / (id + "_keys.npy"))) present.push_back(id);
+    if (saved_cams_exist(cams.string(), id)) present.push_back(id);
     else report.missing.push_back(id);
   }
   report.num_evaluated = present.size();
@@ -155,14 +157,16 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
       threads, std::vector<ConfusionMatrix>(num_settings, ConfusionMatrix(setup.num_classes)));
   parallel_for(present.size(), threads, [&](size_t i, int worker) {
     const std::string& id = present[i];
-    const std::string cam_file = (cams / (id + suffix)).string();
-    const std::string keys_file = (cams / (id + "_keys.npy")).string();
     const cv::Mat truth = gt.mask(id);
-    at::Tensor cam = read_npy(cam_file);
-    at::Tensor keys = read_npy(keys_file);
-    if (cam.dim() != 3) throw file_error(cam_file, "expected CAMs of shape [K,H,W]");
-    if (keys.dim() != 1 || keys.size(0) != cam.size(0))
-      throw file_error(keys_file, "expected " + std::to_string(cam.size(0)) + " class indices");
+    SavedCams saved = read_saved_cams(cams.string(), id);  // either layout, shapes checked
+    const bool unrefined = options.cam_suffix == "cam";
+    if (unrefined && !saved.cams.defined())
+      throw file_error(saved.refined_file, "holds no unrefined CAMs ('highres'; the official code saves only "
+                                           "'attn_highres'): evaluate the refined ones");
+    const std::string cam_file = unrefined ? saved.cam_file : saved.refined_file;
+    const std::string& keys_file = saved.keys_file;
+    const at::Tensor cam = unrefined ? saved.cams : saved.refined;
+    at::Tensor keys = saved.keys;
     const int64_t K = cam.size(0), H = cam.size(1), W = cam.size(2);
     if (H != truth.rows || W != truth.cols)
       throw file_error(cam_file, "CAMs are " + std::to_string(W) + "x" + std::to_string(H) + " but the ground truth " +

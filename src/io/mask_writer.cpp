@@ -6,10 +6,12 @@
 
 #include <filesystem>
 
+#include "clipes/io/clip_es_cams.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 namespace {
@@ -30,12 +32,20 @@ bool exists(const std::string& path) {
 
 }  // namespace
 
+CamFormat parse_cam_format(const std::string& text) {
+  if (text == "npy") return CamFormat::Npy;
+  if (text == "clip-es") return CamFormat::ClipEs;
+  throw Error("--cam-format must be npy or clip-es, not '" + printable(text) + "'");
+}
+
+const char* to_string(CamFormat format) { return format == CamFormat::ClipEs ? "clip-es" : "npy"; }
+
 MaskOutputPaths MaskOutputPaths::for_stem(const std::string& out_dir, const std::string& stem) {
   const fs::path out(out_dir);
   const fs::path cams = out / "cams";
   return {(out / "masks" / (stem + ".png")).string(), (out / "confidence" / (stem + ".png")).string(),
           (cams / (stem + "_cam.npy")).string(), (cams / (stem + "_refined.npy")).string(),
-          (cams / (stem + "_keys.npy")).string()};
+          (cams / (stem + "_keys.npy")).string(), (cams / (stem + ".npy")).string()};
 }
 
 void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, const at::Tensor* cams,
@@ -47,7 +57,13 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
   // (disk full), so that no cams or confidence map is left without its mask.
   std::vector<std::string> written;
   try {
-    if (options.save_cams) {
+    if (options.save_cams && options.cam_format == CamFormat::ClipEs) {
+      for (const at::Tensor* t : {cams, refined})
+        if (!t || !t->defined() || t->dim() != 3)
+          throw file_error(paths.clip_es, "--save-cams needs the unrefined and refined CAMs as [K, H, W]");
+      write_clip_es_cams(paths.clip_es, torch::tensor(class_indices, torch::kLong), *refined, *cams);
+      written.push_back(paths.clip_es);
+    } else if (options.save_cams) {
       write_cams_npy(paths.cam, cams, "unrefined");
       written.push_back(paths.cam);
       write_cams_npy(paths.refined, refined, "refined");
@@ -77,6 +93,7 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
 
 bool mask_outputs_complete(const MaskOutputPaths& paths, const MaskWriteOptions& options) {
   if (!exists(paths.mask) || !exists(paths.confidence)) return false;
+  if (options.save_cams && options.cam_format == CamFormat::ClipEs) return exists(paths.clip_es);
   return !options.save_cams || (exists(paths.cam) && exists(paths.refined) && exists(paths.keys));
 }
 

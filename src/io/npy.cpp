@@ -25,6 +25,9 @@ constexpr DtypeCode kDtypes[] = {
 at::Tensor read_npy(const std::string& path) {
   const std::string bytes = read_file(path);
   const NpyHeader header = parse_npy_header(bytes, path);  // sizes checked against the bytes
+  if (header.pickled_object)
+    throw file_error(path, "holds a pickled Python object (np.save of a dict, e.g. the official CLIP-ES CAM layout), "
+                           "not an array");
   const DtypeCode* code = nullptr;
   for (const auto& d : kDtypes)
     if (header.descr == d.descr) code = &d;
@@ -45,20 +48,9 @@ std::vector<char> encode_npy(const at::Tensor& tensor) {
       break;
     }
   if (!descr) throw Error(std::string("cannot write dtype ") + c10::toString(t.scalar_type()) + " to .npy");
-  // numpy's tuple syntax: "()", "(3,)", "(3, 4)".
-  std::string shape;
-  for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? ", " : "") + std::to_string(t.size(i));
-  if (t.dim() == 1) shape += ",";
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" +
-                       shape + "), }";
-  // Pad with spaces so that magic+len+header+'\n' is a multiple of 64.
-  const size_t total = 10 + header.size() + 1;
-  header.append((64 - total % 64) % 64, ' ');
-  header.push_back('\n');
-  std::vector<char> out = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
-  out.push_back(static_cast<char>(header.size() & 0xff));
-  out.push_back(static_cast<char>((header.size() >> 8) & 0xff));
-  out.insert(out.end(), header.begin(), header.end());
+  const std::vector<int64_t> shape(t.sizes().begin(), t.sizes().end());
+  const std::string header = npy_header_bytes(descr, shape);
+  std::vector<char> out(header.begin(), header.end());
   const char* data = static_cast<const char*>(t.data_ptr());
   out.insert(out.end(), data, data + t.numel() * t.element_size());
   return out;

@@ -138,11 +138,17 @@ NpyHeader parse_npy_header(const std::string& bytes, const std::string& name) {
   if (!have_shape) throw file_error(name, "no shape in .npy header");
   if (fortran) throw file_error(name, "Fortran-ordered arrays are not supported");
 
+  h.data_offset = offset + header_len;
+  if (h.descr == "|O") {
+    if (!h.shape.empty()) throw file_error(name, "object arrays other than a single pickled object are not supported");
+    h.pickled_object = true;
+    h.data_bytes = bytes.size() - h.data_offset;
+    return h;
+  }
   for (const auto& d : kDtypes)
     if (h.descr == d.descr) h.item_size = d.size;
   if (h.item_size == 0) throw file_error(name, "unsupported .npy dtype " + h.descr.substr(0, 40));
 
-  h.data_offset = offset + header_len;
   const size_t available = bytes.size() - h.data_offset;
   // Overflow-safe size: the product of the dimensions (zeros counted as 1, so
   // that e.g. (0, 2**62, 4) — whose strides would overflow in torch — is
@@ -166,6 +172,22 @@ NpyHeader parse_npy_header(const std::string& bytes, const std::string& name) {
                                " bytes for shape " + shape_text() + ")");
   h.data_bytes = static_cast<size_t>(nbytes);
   return h;
+}
+
+std::string npy_header_bytes(const std::string& descr, const std::vector<int64_t>& shape) {
+  // numpy's tuple syntax: "()", "(3,)", "(3, 4)".
+  std::string dims;
+  for (size_t i = 0; i < shape.size(); ++i) dims += (i ? ", " : "") + std::to_string(shape[i]);
+  if (shape.size() == 1) dims += ",";
+  std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  // Pad with spaces so that magic+len+header+'\n' is a multiple of 64.
+  const size_t total = 10 + dict.size() + 1;
+  dict.append((64 - total % 64) % 64, ' ');
+  dict.push_back('\n');
+  std::string out = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
+  out.push_back(static_cast<char>(dict.size() & 0xff));
+  out.push_back(static_cast<char>((dict.size() >> 8) & 0xff));
+  return out + dict;
 }
 
 }  // namespace clipes

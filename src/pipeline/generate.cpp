@@ -28,7 +28,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
   const std::filesystem::path vis_dir = std::filesystem::path(options.batch.out_dir) / "vis";
   spec.output_files = [&](const std::string& id) {
     const MaskOutputPaths p = MaskOutputPaths::for_stem(options.batch.out_dir, id);
-    return std::vector<std::string>{p.mask, p.confidence, p.cam, p.refined, p.keys,
+    return std::vector<std::string>{p.mask, p.confidence, p.cam, p.refined, p.keys, p.clip_es,
                                     (vis_dir / (id + ".jpg")).string()};  // `generate --vis` sheets
   };
   spec.is_complete = [&](const std::string& id) {

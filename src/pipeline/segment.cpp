@@ -100,16 +100,26 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
           write_npy(paths.keys, torch::tensor(channel_classes, torch::kLong));
           written.push_back(paths.keys);
         }
-        write_mask_outputs({paths.mask, paths.confidence, "", "", ""}, *mask, nullptr, nullptr, {}, {});
+        write_mask_outputs({paths.mask, paths.confidence, "", "", "", ""}, *mask, nullptr, nullptr, {}, {});
       } catch (...) {
         std::error_code ignored;
         for (const auto& p : written) std::filesystem::remove(p, ignored);
         throw;
       }
       // After the mask, as `generate --vis` does: a sheet is never the only output.
-      if (options.vis)
-        write_contact_sheet(paths.vis, rgb, sheet_names, sheet_probs, sheet_regions, mask->labels,
-                            classes.names_by_mask_value(), voc_palette());
+      if (options.vis) {
+        ContactSheetInput sheet;
+        sheet.rgb = rgb;
+        sheet.mask_ids = mask->labels;
+        sheet.label_names = sheet_names;
+        sheet.cams = sheet_probs;
+        sheet.cam_title = "probability";
+        sheet.refined = sheet_regions;
+        sheet.refined_title = "region";
+        sheet.class_name_by_id = classes.names_by_mask_value();
+        sheet.palette = voc_palette();
+        write_contact_sheet(paths.vis, sheet);
+      }
     };
   };
   return run_image_batch(records, options.batch, options.decode, spec, progress);

@@ -4,7 +4,8 @@
 //   OUT/cams/<stem>_cam.npy     float16 [K, H0, W0] unrefined CAMs   (--save-cams)
 //   OUT/cams/<stem>_refined.npy float16 [K, H0, W0] refined CAMs     (--save-cams)
 //   OUT/cams/<stem>_keys.npy    int64 [K] class indices (0-based)    (--save-cams)
-// The .npy layout is the reference's (fixtures/parity/coco6/expected).
+// or, with CamFormat::ClipEs, the three in one OUT/cams/<stem>.npy pickled
+// dict, the official CLIP-ES layout (io/clip_es_cams.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,11 +19,20 @@ namespace clipes {
 
 struct MaskOutputPaths {
   std::string mask, confidence, cam, refined, keys;
+  std::string clip_es;  // OUT/cams/<stem>.npy
   static MaskOutputPaths for_stem(const std::string& out_dir, const std::string& stem);
 };
 
+// How --save-cams stores the CAMs: three plain .npy arrays (numpy.load reads
+// them without allow_pickle), or the official CLIP-ES pickled dict, which
+// its eval_cam.py / eval_cam_with_crf.py read unchanged.
+enum class CamFormat { Npy, ClipEs };
+CamFormat parse_cam_format(const std::string& text);  // "npy" | "clip-es"; throws clipes::Error
+const char* to_string(CamFormat format);
+
 struct MaskWriteOptions {
   bool save_cams = false;
+  CamFormat cam_format = CamFormat::Npy;
   // false: the mask PNG is an 8-bit grey image of the same ids, for readers
   // that do not know palettes: cv2.imread(mask, IMREAD_GRAYSCALE) on a
   // palette PNG returns the colours' luminance (0/75/220), not the ids.

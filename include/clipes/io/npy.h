@@ -20,6 +20,9 @@ struct NpyHeader {
   size_t item_size = 0;        // bytes per element
   size_t data_offset = 0;      // where the array's bytes start
   size_t data_bytes = 0;       // product(shape) * item_size; the file holds at least this many after data_offset
+  // descr '|O' with shape (): one pickled Python object follows (np.save of a
+  // dict, io/npy_pickle.h); data_bytes is then everything after the header.
+  bool pickled_object = false;
 };
 
 // Parses and validates the magic, version (1, 2, 3), header dict, dtype
@@ -34,6 +37,10 @@ at::Tensor read_npy(const std::string& path);
 
 // Writes a CPU tensor (any of the dtypes above) atomically (temp file + rename).
 void write_npy(const std::string& path, const at::Tensor& tensor);
+
+// The version 1.0 header numpy writes for this descr and shape (magic,
+// length, dict, space padding to a multiple of 64, '\n').
+std::string npy_header_bytes(const std::string& descr, const std::vector<int64_t>& shape);
 
 // The bytes of an .npy file for `tensor` (header + data), for callers that
 // write them somewhere themselves.

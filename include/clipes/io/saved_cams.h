@@ -1,0 +1,27 @@
+// The CAMs `generate --save-cams` left for one image, in either layout
+// (io/mask_writer.h): cams/<stem>_cam.npy, _refined.npy and _keys.npy, or
+// the official CLIP-ES cams/<stem>.npy dict (io/clip_es_cams.h; also what
+// the official generate_cams_*.py writes, so its folders are read as well).
+// Shared by `eval --cams` and `visualize`.
+#pragma once
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace clipes {
+
+struct SavedCams {
+  at::Tensor keys;      // int64 [K], 0-based class indices
+  at::Tensor cams;      // [K, H, W] unrefined; undefined when the file has none (official dicts)
+  at::Tensor refined;   // [K, H, W]
+  std::string cam_file, refined_file, keys_file;  // what to name in messages
+};
+
+// True when `cams_dir` holds either layout for `stem` (the refined CAMs and keys at least).
+bool saved_cams_exist(const std::string& cams_dir, const std::string& stem);
+
+// Reads whichever layout is there (the three-array one first). Shapes are
+// checked: keys [K], CAMs [K, H, W]. Throws clipes::Error naming the file.
+SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem);
+
+}  // namespace clipes

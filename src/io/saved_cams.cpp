@@ -1,0 +1,75 @@
+#include "clipes/io/saved_cams.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "clipes/io/clip_es_cams.h"
+#include "clipes/io/npy.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+struct Layout {
+  fs::path cam, refined, keys, clip_es;
+  Layout(const std::string& dir, const std::string& stem)
+      : cam(fs::path(dir) / (stem + "_cam.npy")),
+        refined(fs::path(dir) / (stem + "_refined.npy")),
+        keys(fs::path(dir) / (stem + "_keys.npy")),
+        clip_es(fs::path(dir) / (stem + ".npy")) {}
+  bool arrays() const { return is_file(refined) && is_file(keys); }
+};
+
+}  // namespace
+
+bool saved_cams_exist(const std::string& cams_dir, const std::string& stem) {
+  const Layout l(cams_dir, stem);
+  return l.arrays() || is_file(l.clip_es);
+}
+
+SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem) {
+  const Layout l(cams_dir, stem);
+  SavedCams out;
+  if (l.arrays()) {
+    out.keys_file = l.keys.string();
+    out.refined_file = l.refined.string();
+    out.keys = read_npy(out.keys_file);
+    out.refined = read_npy(out.refined_file);
+    if (is_file(l.cam)) {
+      out.cam_file = l.cam.string();
+      out.cams = read_npy(out.cam_file);
+    }
+    if (out.keys.dim() != 1) throw file_error(out.keys_file, "expected a one-dimensional array of class indices");
+    out.keys = out.keys.to(torch::kLong);
+  } else if (is_file(l.clip_es)) {
+    out.keys_file = out.refined_file = l.clip_es.string();
+    ClipEsCams dict = read_clip_es_cams(out.keys_file);  // checks its own shapes
+    out.keys = dict.keys;
+    out.refined = dict.attn_highres;
+    if (dict.highres.defined()) {
+      out.cam_file = out.keys_file;
+      out.cams = dict.highres;
+    }
+    return out;
+  } else {
+    throw file_error((fs::path(cams_dir) / stem).string(),
+                     "no saved CAMs (neither <stem>_refined.npy + <stem>_keys.npy nor a CLIP-ES <stem>.npy)");
+  }
+  const int64_t k = out.keys.size(0);
+  if (out.refined.dim() != 3 || out.refined.size(0) != k)
+    throw file_error(out.refined_file, "expected " + std::to_string(k) + " CAMs [K, H, W], one per entry of " +
+                                           l.keys.filename().string());
+  if (out.cams.defined() && out.cams.sizes() != out.refined.sizes())
+    throw file_error(out.cam_file, "shape differs from " + l.refined.filename().string());
+  return out;
+}
+
+}  // namespace clipes
