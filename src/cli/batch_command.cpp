@@ -9,6 +9,8 @@
 #include "clipes/data/safe_path.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/text/class_config.h"
+#include "clipes/text/prompt_ranking.h"
+#include "clipes/text/text_features.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
@@ -19,7 +21,10 @@ namespace clipes::cli {
 
 void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels) {
   auto* image = sub.add_option("--image", o.image, "one image file");
-  if (with_labels) sub.add_option("--labels", o.labels, "its labels, comma-separated (with --image)");
+  if (with_labels)
+    sub.add_option("--labels", o.labels,
+                   "the image's labels, comma-separated (with --image); auto: predict them (TagCLIP), "
+                   "also for a --dataset, whose own labels are then ignored");
   auto* dataset = sub.add_option("--dataset", o.dataset, "dataset root (or COCO json)");
   sub.add_option("--format", o.format, "voc | coco | folder")->capture_default_str();
   o.split_option =
@@ -32,6 +37,16 @@ void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels) {
 }
 
 std::vector<ImageRecord> read_input_records(const InputOptions& o, bool labels_required) {
+  if (o.labels == "auto") {
+    // Predicted later (generate --labels auto): read like a command that needs none.
+    InputOptions plain = o;
+    plain.labels.clear();
+    std::vector<ImageRecord> records = read_input_records(plain, false);
+    for (auto& r : records) r.labels.clear();
+    return records;
+  }
+  if (o.image.empty() && !o.labels.empty())
+    throw Error("--labels goes with --image (a dataset's labels come from the dataset; --labels auto predicts them)");
   if (!o.image.empty()) {
     if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
     if (labels_required && o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
@@ -200,6 +215,15 @@ int batch_exit_code(const BatchSummary& s) {
   if (s.complete() == 0) return 1;
   if (s.write_failed > 0 || !s.failure_log_written) return 1;
   return 0;
+}
+
+std::vector<std::string> resolve_templates(const std::string& text) {
+  if (text.find("{}") != std::string::npos) {
+    fill_template(text, "x");
+    return {text};
+  }
+  const std::string path = text == "imagenet80" || text == "tagclip85" ? ClassConfig::prompts_dir() + "/" + text + ".txt" : text;
+  return read_templates(path);
 }
 
 nlohmann::json counts_json(size_t listed, const BatchSummary& s) {

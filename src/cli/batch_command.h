@@ -81,6 +81,10 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
                    const std::function<std::string(const std::string& id)>& mask_of);
 
 // run.json's "counts" and the history's "timings_s".
+// --templates of segment and tag: a built-in set (imagenet80, tagclip85 from
+// prompts/), a file of templates, or one template written out ("a photo of a {}.").
+std::vector<std::string> resolve_templates(const std::string& text);
+
 nlohmann::json counts_json(size_t listed, const BatchSummary& s);
 nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
 

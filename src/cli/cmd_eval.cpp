@@ -4,15 +4,21 @@
 // listed loudly), 2 on errors (bad files, size mismatches, nothing to score).
 #include <spdlog/spdlog.h>
 
+#include <cmath>
+#include <cstdio>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "clipes/data/dataset.h"
 #include "clipes/eval/evaluate.h"
+#include "clipes/eval/tag_metrics.h"
+#include "clipes/pipeline/tag.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/util/strings.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/json_text.h"
 #include <filesystem>
 
 #include "clipes/text/class_config.h"
@@ -21,6 +27,114 @@
 namespace clipes::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
+struct TagEvalOptions {
+  std::string tags, gt, format, labels_file, list, split, classes;
+  bool split_given = false;
+};
+
+// eval --tags: predicted tags (a labels file; its tags.jsonl beside it gives
+// the scores for mAP) against a dataset's image-level labels.
+int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
+  std::string format = o.format;
+  if (format.empty()) {
+    std::error_code ec;
+    if (fs::is_directory(fs::path(o.gt) / "JPEGImages", ec) || fs::is_directory(fs::path(o.gt) / "Annotations", ec))
+      format = "voc";
+    else if (fs::is_regular_file(o.gt, ec) || fs::is_directory(fs::path(o.gt) / "annotations", ec))
+      format = "coco";
+    else
+      format = "folder";
+  }
+  DatasetSource source;
+  source.root = o.gt;
+  source.format = format;
+  source.list_file = o.list;
+  source.labels_file = o.labels_file;
+  source.split = format == "coco" && !o.split_given ? "" : o.split;
+  const std::vector<ImageRecord> truth_records = read_dataset(source);
+
+  // The class set: --classes, else the tag run's run.json, else by format.
+  const fs::path out_dir = fs::path(o.tags).parent_path();
+  const nlohmann::json record = o.classes.empty() ? read_run_record(out_dir.string()) : nlohmann::json();
+  const ClassConfig classes =
+      !o.classes.empty() ? ClassConfig::resolve(o.classes)
+      : record.is_object() && record.contains("config") && record["config"].contains("class_set")
+          ? ClassConfig::parse(record["config"]["class_set"].dump(), (out_dir / "run.json").string())
+          : ClassConfig::resolve(format == "coco" ? "coco" : "voc");
+  std::vector<std::string> names;
+  for (const auto& c : classes.classes) names.push_back(c.name);
+
+  // Predictions keyed by image file name and by stem (labels files may use either).
+  std::map<std::string, std::vector<std::string>> predicted;
+  for (const auto& e : parse_labels_text(read_file(o.tags), o.tags)) {
+    predicted[e.image] = e.labels;
+    predicted[fs::path(e.image).stem().string()] = e.labels;
+  }
+  std::map<std::string, std::vector<float>> scores_by_id;
+  const fs::path jsonl = out_dir / "tags.jsonl";
+  std::error_code ec;
+  const bool have_scores = fs::is_regular_file(jsonl, ec);
+  if (have_scores)
+    for (const auto& t : read_tags_jsonl(jsonl.string(), names)) scores_by_id[t.id] = t.scores;
+
+  std::vector<std::vector<float>> scores;
+  std::vector<std::vector<int>> pred, truth;
+  std::vector<std::string> missing;
+  for (const auto& r : truth_records) {
+    const std::string file = fs::path(r.image_path).filename().string();
+    auto it = predicted.find(file);
+    if (it == predicted.end()) it = predicted.find(r.id);
+    if (it == predicted.end()) {
+      missing.push_back(r.id);
+      continue;
+    }
+    truth.push_back(classes.resolve_labels(r.labels));
+    pred.push_back(classes.resolve_labels(it->second));
+    if (have_scores) {
+      const auto s = scores_by_id.find(r.id);
+      if (s == scores_by_id.end()) throw file_error(jsonl.string(), "no scores for " + printable(r.id));
+      scores.push_back(s->second);
+    }
+  }
+  if (truth.empty()) throw Error(o.tags + ": no image of " + o.gt + " has predicted tags");
+  const TagMetrics m = tag_metrics(scores, pred, truth, names);
+
+  nlohmann::json j = {{"mode", "tags"},      {"images", m.images},       {"missing", missing.size()},
+                      {"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1},
+                      {"map", have_scores ? nlohmann::json(m.map) : nlohmann::json(nullptr)},
+                      {"classes", nlohmann::json::array()}};
+  put_bytes(j, "tags", o.tags);
+  put_bytes(j, "ground_truth", o.gt);
+  for (const auto& c : m.classes)
+    j["classes"].push_back({{"name", c.name}, {"ap", std::isnan(c.ap) ? nlohmann::json(nullptr) : nlohmann::json(c.ap)},
+                            {"precision", c.precision}, {"recall", c.recall}, {"f1", c.f1},
+                            {"positives", c.positives}, {"predicted", c.predicted},
+                            {"true_positives", c.true_positives}});
+  if (!json.to_stdout() && !quiet_output()) {
+    std::printf("tags: %s   ground truth: %s (%s)\nimages: %zu  missing: %zu\n\n", printable(o.tags).c_str(),
+                printable(o.gt).c_str(), format.c_str(), m.images, missing.size());
+    std::printf("%-24s %7s %7s %7s %7s %9s %9s\n", "class", "AP", "P", "R", "F1", "positives", "predicted");
+    for (const auto& c : m.classes) {
+      char ap[16] = "      -";
+      if (!std::isnan(c.ap)) std::snprintf(ap, sizeof ap, "%7.2f", 100 * c.ap);
+      std::printf("%-24s %s %7.2f %7.2f %7.2f %9zu %9zu\n", printable(c.name).substr(0, 24).c_str(), ap,
+                  100 * c.precision, 100 * c.recall, 100 * c.f1, c.positives, c.predicted);
+    }
+    if (have_scores) std::printf("\nmAP %.2f over the classes with a positive image\n", 100 * m.map);
+    else std::printf("\nmAP n/a (no tags.jsonl beside %s: no scores)\n", printable(o.tags).c_str());
+    std::printf("overall precision %.2f  recall %.2f  F1 %.2f\n", 100 * m.precision, 100 * m.recall, 100 * m.f1);
+  }
+  write_json_output(json, j);
+  if (!missing.empty()) {
+    spdlog::warn("{} of {} images have no predicted tags in {}; they are excluded from the scores", missing.size(),
+                 truth_records.size(), printable(o.tags));
+    return 1;
+  }
+  return 0;
+}
+
 const bool registered = register_command({
     "eval", "score pseudo masks or saved CAMs against ground truth (mIoU)", [](CLI::App& sub) {
       struct Options {
@@ -28,10 +142,10 @@ const bool registered = register_command({
         JsonOutput json;
         bool cams = false, label_ids_given = false;
         int threads = 0;
+        std::string tags, format, labels_file;
       };
       auto o = std::make_shared<Options>();
-      sub.add_option("--pred", o->pred, "output folder of generate (masks/<stem>.png), or a folder of <stem>.png")
-          ->required();
+      sub.add_option("--pred", o->pred, "output folder of generate (masks/<stem>.png), or a folder of <stem>.png");
       sub.add_option("--gt", o->gt,
                      "ground truth: VOC root, COCO instances json (or COCO root), or a folder of mask PNGs")
           ->required();
@@ -48,11 +162,24 @@ const bool registered = register_command({
       sub.add_option("--cam-kind", o->cam_kind, "which saved CAMs with --cams: refined (after CAA) or cam")
           ->check(CLI::IsMember({"refined", "cam"}))
           ->capture_default_str();
+      sub.add_option("--tags", o->tags,
+                     "score predicted tags instead: a labels file (clipes tag's labels.json; its tags.jsonl "
+                     "beside it gives mAP) against the dataset --gt's image labels");
+      sub.add_option("--format", o->format, "with --tags: the --gt dataset's layout voc | coco | folder (default: detected)")
+          ->check(CLI::IsMember({"voc", "coco", "folder"}));
+      sub.add_option("--labels-file", o->labels_file, "with --tags --format folder: the true labels file");
       add_json_option(sub, o->json, "the report");
       sub.add_option("--threads", o->threads, "worker threads (0 = one per core)")
           ->check(CLI::Range(0, 1024))
           ->capture_default_str();
       return [o, split]() {
+        if (!o->tags.empty()) {
+          if (o->cams) throw Error("--tags and --cams are different evaluations: give one");
+          return run_tag_eval({o->tags, o->gt, o->format, o->labels_file, o->list, o->split, o->classes,
+                               split->count() > 0},
+                              o->json);
+        }
+        if (o->pred.empty()) throw Error("--pred is required (or --tags LABELS to score tags)");
         // Without --classes, the class set the run recorded (run.json), with
         // its label ids unless --label-ids says otherwise.
         const nlohmann::json record = o->classes.empty() ? read_run_record(o->pred) : nlohmann::json();

@@ -17,6 +17,9 @@
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/model/clip_model.h"
+#include "clipes/pipeline/tag.h"
+#include "clipes/segment/tag_clip.h"
+#include "clipes/text/text_features.h"
 #include "clipes/pipeline/generate.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/text/bpe_tokenizer.h"
@@ -25,7 +28,6 @@
 #include "clipes/util/sha256.h"
 #include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
-#include "clipes/text/text_features.h"
 #include "clipes/io/image_decode.h"
 #include "batch_command.h"
 #include "command.h"
@@ -93,10 +95,14 @@ int run_generate(const GenerateCli& o) {
   options.decode.max_pixels = o.max_pixels;
   const ModelOptions model_options = to_model_options(o.runtime);
 
+  // --labels auto: the labels are predicted (TagCLIP) once the model is loaded.
+  const bool labels_auto = o.input.labels == "auto";
   std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/true);
   // One image: an unknown label is the user's typo, so fail now with the list.
-  if (!o.input.image.empty()) classes.resolve_labels(records[0].labels);
-  check_labels_match_class_set(records, classes, o.classes);
+  if (!o.input.image.empty() && !labels_auto) classes.resolve_labels(records[0].labels);
+  if (!labels_auto) check_labels_match_class_set(records, classes, o.classes);
+  const std::vector<std::string> tag_templates =
+      labels_auto ? resolve_templates("tagclip85") : std::vector<std::string>{};
   check_output_folder(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
@@ -119,6 +125,8 @@ int run_generate(const GenerateCli& o) {
                              {"softmax", es_config.use_softmax},
                              {"max_tokens", o.max_tokens},
                              {"precision", o.runtime.precision}};
+  // Predicted labels change every output; the tagger's settings are those of `clipes tag`'s defaults.
+  if (labels_auto) settings["labels"] = {{"source", "auto (TagCLIP)"}, {"templates", "tagclip85"}, {"threshold", 0.5}};
   // Only a non-default layout enters the settings, so runs made before the
   // option existed still resume.
   if (options.write.cam_format != CamFormat::Npy) settings["cam_format"] = o.cam_format;
@@ -136,6 +144,28 @@ int run_generate(const GenerateCli& o) {
   auto model = ClipModel::load(o.model, model_options);
   check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
   const ClipEs clip_es(*model, tokenizer, es_config);
+
+  nlohmann::json predicted_labels = nlohmann::json::object();
+  if (labels_auto) {
+    // The label-free route: TagCLIP's tags, then CLIP-ES on them. Tags are
+    // kept in OUT/tags/ (reused on resume) and summarised in tags.jsonl and
+    // labels.json, as `clipes tag` writes them.
+    const at::Tensor text = TextEncoder(*model, tokenizer).encode_classes(tag_queries(classes), tag_templates);
+    const std::vector<std::string> names = tag_class_names(classes);
+    const TagClip tagger(*model, text, static_cast<int>(names.size()));
+    ProgressBar tag_bar("tag");
+    const auto tag_start = Clock::now();
+    const std::vector<ImageTags> tags = predict_labels(
+        tagger, names, records, options.batch, options.decode, o.max_tokens,
+        [&](size_t done, size_t total) {
+          tag_bar.update({static_cast<int64_t>(done), static_cast<int64_t>(total), 0, 0,
+                          std::chrono::duration<double>(Clock::now() - tag_start).count()});
+        });
+    tag_bar.finish();
+    write_tag_summaries(o.out, records, names);
+    for (const auto& t : tags) predicted_labels[printable(t.id)] = t.tags;
+    spdlog::info("predicted labels for {} images (OUT/labels.json)", tags.size());
+  }
 
   if (o.vis) {
     // Contact sheets from the in-memory CAMs (full float32, no --save-cams
@@ -200,6 +230,7 @@ int run_generate(const GenerateCli& o) {
                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                          {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
   run["vocab_sha256"] = settings["vocab_sha256"];
+  if (labels_auto) run["predicted_labels"] = predicted_labels;
   return finish_batch_run("generate", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
                           accepted, s, !o.input.image.empty());
 }

@@ -45,17 +45,6 @@ struct SegmentCli {
   RuntimeOptions runtime;
 };
 
-// --templates: imagenet80 (the built-in 80), a file of templates, or one
-// template written out ("a photo of a {}.").
-std::vector<std::string> resolve_templates(const std::string& text) {
-  if (text.find("{}") != std::string::npos) {
-    fill_template(text, "x");
-    return {text};
-  }
-  const std::string path = text == "imagenet80" ? ClassConfig::prompts_dir() + "/imagenet80.txt" : text;
-  return read_templates(path);
-}
-
 ClassConfig resolve_segment_classes(const SegmentCli& o) {
   if (o.classes.find(',') != std::string::npos) return class_config_from_list(o.classes);
   const std::string name = o.classes.empty() ? (o.input.format == "coco" ? "coco" : "voc") : o.classes;

@@ -194,20 +194,28 @@ DenseForward ClipModel::dense_forward(const at::Tensor& images, const DenseForwa
     taps.push_back(block);
   }
   at::Tensor x = embed_image(images, options.round_pos_to_fp16, options.position);
+  const at::Tensor mask = options.attention_mask.defined() ? options.attention_mask.to(x.device(), x.scalar_type())
+                                                           : at::Tensor();
   out.grid_h = images.size(2) / config_.vision.patch_size;
   out.grid_w = images.size(3) / config_.vision.patch_size;
   for (int i = 0; i < layers - 1; ++i) {
     const bool keep_attn = options.keep_attention_from >= 0 && i >= options.keep_attention_from;
     const bool tap = std::find(taps.begin(), taps.end(), i) != taps.end();
     at::Tensor attn, ln2;
-    x = visual_->transformer->list.at(static_cast<size_t>(i))->forward(x, {}, keep_attn ? &attn : nullptr,
+    x = visual_->transformer->list.at(static_cast<size_t>(i))->forward(x, mask, keep_attn ? &attn : nullptr,
                                                                        tap ? &ln2 : nullptr);
     if (keep_attn) out.attention.push_back(attn);
     if (tap) out.ln2_taps[i] = ln2;
   }
   // The last block in the trunk's dtype (the fp32 copy is CLIP-ES's gradient path).
   const ResidualAttentionBlock& last = *visual_->transformer->list.at(static_cast<size_t>(layers - 1));
-  x = run_last_block(last, options.last_block, x, out.grid_h, out.grid_w);
+  const bool standard_attention = options.last_block.kind == LastBlockKind::Standard ||
+                                  options.last_block.kind == LastBlockKind::SelfMasked;
+  const bool keep_last = options.keep_attention_from >= 0 && standard_attention;
+  at::Tensor last_attn;
+  x = run_last_block(last, options.last_block, x, out.grid_h, out.grid_w, keep_last ? &last_attn : nullptr,
+                     standard_attention ? mask : at::Tensor());
+  if (keep_last) out.attention.push_back(last_attn);
   const at::Tensor projected = vision_project(vision_ln_post(x));  // [B, L, E]
   out.cls_feature = projected.select(1, 0);
   out.patch_features = projected.slice(1, 1);

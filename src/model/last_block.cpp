@@ -32,17 +32,21 @@ at::Tensor naclip_neighbourhood_bias(int64_t grid_h, int64_t grid_w, double sigm
 }
 
 at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& spec, const at::Tensor& x,
-                          int64_t grid_h, int64_t grid_w) {
+                          int64_t grid_h, int64_t grid_w, at::Tensor* head_avg_attn, const at::Tensor& attn_mask) {
   if (x.size(1) != 1 + grid_h * grid_w)
     throw Error("last block: " + std::to_string(x.size(1)) + " tokens for a " + std::to_string(grid_h) + "x" +
                 std::to_string(grid_w) + " grid");
+  const bool standard_attention = spec.kind == LastBlockKind::Standard || spec.kind == LastBlockKind::SelfMasked;
+  if ((head_avg_attn || attn_mask.defined()) && !standard_attention)
+    throw Error("last block: attention maps and masks exist only for the standard and self-masked blocks");
   switch (spec.kind) {
-    case LastBlockKind::Standard: return block.forward(x);
+    case LastBlockKind::Standard: return block.forward(x, attn_mask, head_avg_attn);
     case LastBlockKind::SelfMasked: {
-      // (1 − I)·(−100): every off-diagonal score −100, i.e. self-attention only.
+      // (1 − I)·(−100): every off-diagonal score −100, i.e. self-attention only
+      // (TagCLIP replaces any other mask with this one in its last block).
       const int64_t l = x.size(1);
       const at::Tensor mask = (1 - torch::eye(l, x.options())) * -100.0;
-      return block.forward(x, mask);
+      return block.forward(x, mask, head_avg_attn);
     }
     case LastBlockKind::ValuePath:
     case LastBlockKind::ValueOnly: {

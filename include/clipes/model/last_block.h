@@ -46,9 +46,12 @@ enum class PositionResize {
 
 // Runs `block` as `spec` says on x [B, L, D] (CLS first, L = 1 + h·w).
 // Returns [B, L, D]; CLS row included (its value is only meaningful for
-// Standard and SelfMasked).
+// Standard and SelfMasked). head_avg_attn receives the block's head-averaged
+// attention and attn_mask (additive [L, L]) masks it, for Standard and
+// SelfMasked only (SelfMasked uses its own mask instead).
 at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& spec, const at::Tensor& x,
-                          int64_t grid_h, int64_t grid_w);
+                          int64_t grid_h, int64_t grid_w, at::Tensor* head_avg_attn = nullptr,
+                          const at::Tensor& attn_mask = {});
 
 // NACLIP's Ω as a [1 + h·w, 1 + h·w] additive attention bias: exp(−d²/(2σ²))
 // between patches, 0 on the CLS row and column (segment-spec §2).
@@ -60,7 +63,11 @@ struct DenseForwardOptions {
   PositionResize position = PositionResize::BicubicToSize;
   bool round_pos_to_fp16 = false;  // CLIP-ES parity only
   std::vector<int> ln2_taps;       // blocks whose ln_2 output to keep (CLIP-DINOiser: L−3); <0 counts from the end
-  int keep_attention_from = -1;    // keep head-averaged attention of blocks >= this (TagCLIP); -1 = none
+  int keep_attention_from = -1;    // keep head-averaged attention of blocks >= this, the last included
+                                   // when it is Standard or SelfMasked (TagCLIP); -1 = none
+  // Additive [L, L] mask for every block's attention (TagCLIP's crop
+  // re-scoring restricts the CLS row to a region); undefined = none.
+  at::Tensor attention_mask;
 };
 
 struct DenseForward {
