@@ -112,6 +112,29 @@ at::Tensor patch_mil_loss(const at::Tensor& patch_logits, const at::Tensor& posi
   return torch::binary_cross_entropy(score, positive);
 }
 
+// Attention self-distillation (images only, no labels, no masks): the
+// patch-to-patch part of a block's head-averaged attention, rows renormalised,
+// is pulled towards softmax_j(cos(f_i, f_j) / τ) of the model's OWN final patch
+// embeddings f (gradient stopped). Real CLIP's later blocks attend within an
+// object (what CAA, spec §6, averages over blocks L−7..L); a small model trained
+// only contrastively links objects to each other instead, so CAA spreads the
+// CAM. Teaching the later blocks to attend where the features agree is a
+// self-distillation target in the spirit of DINO's: the teacher is the model
+// itself, and nothing pixel-level reaches the trainer.
+at::Tensor attention_distillation_loss(const std::vector<at::Tensor>& attention, const at::Tensor& patch_features,
+                                       double temperature) {
+  const at::Tensor f = patch_features.detach();                        // [B,N,E], unit rows
+  const at::Tensor target = torch::softmax(torch::matmul(f, f.transpose(1, 2)) / temperature, -1);  // [B,N,N]
+  at::Tensor loss = torch::zeros({});
+  for (const at::Tensor& a : attention) {
+    at::Tensor p = a.slice(1, 1).slice(2, 1);  // drop the CLS row and column, as CAA does
+    p = p / p.sum(-1, true);
+    // KL(target ‖ p): the cross-entropy minus the target's (constant) entropy.
+    loss = loss + (target * (torch::log(target.clamp_min(1e-12)) - torch::log(p.clamp_min(1e-12)))).sum(-1).mean();
+  }
+  return loss / static_cast<double>(attention.size());
+}
+
 // Symmetric cross-entropy against soft targets (rows of `positive`, normalised).
 at::Tensor soft_infonce(const at::Tensor& logits, const at::Tensor& positive) {
   const at::Tensor t_i = positive / positive.sum(1, true);
@@ -253,6 +276,8 @@ int main(int argc, char** argv) {
   int vision_width = 128, vision_layers = 4, text_width = 64, text_layers = 2, embed_dim = 64;
   double lr = 2e-3, weight_decay = 0.05, warmup = 0.05, prompt_weight = 1.0, patch_weight = 0.0;
   double patch_top_fraction = 0.05;
+  double attention_weight = 0.0, attention_temperature = 0.1;
+  int attention_blocks = 8;
   std::vector<int> image_sizes;
   uint64_t data_seed = 1, init_seed = 0, eval_seed = 2;
   int eval_images = 500, cam_images = 100;
@@ -275,6 +300,12 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-weight", prompt_weight, "weight of the class-prompt term (0: captions only)");
   app.add_option("--patch-weight", patch_weight, "weight of the patch-level multiple-instance prompt term");
   app.add_option("--patch-top-fraction", patch_top_fraction, "fraction of patches pooled per prompt by that term");
+  app.add_option("--attention-weight", attention_weight,
+                 "weight of the attention self-distillation term on the later blocks (0: off)");
+  app.add_option("--attention-blocks", attention_blocks,
+                 "last blocks that term applies to (CAA averages the last 8, spec §6)");
+  app.add_option("--attention-temperature", attention_temperature,
+                 "temperature of that term's feature-similarity target");
   app.add_option("--image-sizes", image_sizes,
                  "training resolutions drawn per batch (multiples of 16; overrides --image-size)");
   app.add_option("--warmup", warmup, "warm-up fraction of the steps (then cosine to 0)");
@@ -368,7 +399,10 @@ int main(int argc, char** argv) {
                                                                  std::max<int64_t>(1, steps - warmup_steps)));
       for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr * f);
 
-      at::Tensor x = model->run_blocks(model->embed_image(b.images), 0, config.vision.layers);
+      std::vector<at::Tensor> attention;
+      const int attention_from = std::max(0, config.vision.layers - attention_blocks);
+      at::Tensor x = model->run_blocks(model->embed_image(b.images), 0, config.vision.layers,
+                                       attention_weight > 0 ? &attention : nullptr, attention_from);
       x = model->vision_ln_post(x);
       const at::Tensor img_cls = unit(model->vision_project(x.select(1, 0)));
       const at::Tensor img_mean = unit(model->vision_project(x.slice(1, 1).mean(1)));
@@ -397,9 +431,14 @@ int main(int argc, char** argv) {
            multi_positive_ce(scale * torch::matmul(img_cls, prompt_txt.t()), b.prompt_positive)) /
           2;
       at::Tensor loss = caption_loss + prompt_weight * prompt_loss;
-      at::Tensor patch_loss = torch::zeros({});
+      at::Tensor patch_loss = torch::zeros({}), attention_loss = torch::zeros({});
+      const at::Tensor patches =
+          patch_weight > 0 || attention_weight > 0 ? unit(model->vision_project(x.slice(1, 1))) : at::Tensor();  // [B,N,E]
+      if (attention_weight > 0) {
+        attention_loss = attention_distillation_loss(attention, patches, attention_temperature);
+        loss = loss + attention_weight * attention_loss;
+      }
       if (patch_weight > 0) {
-        const at::Tensor patches = unit(model->vision_project(x.slice(1, 1)));  // [B,N,E]
         const int64_t top_k = std::max<int64_t>(1, std::lround(patch_top_fraction * patches.size(1)));
         patch_loss = patch_mil_loss(scale * torch::matmul(patches, prompt_txt.t()), b.prompt_positive, top_k);
         loss = loss + patch_weight * patch_loss;
@@ -415,9 +454,10 @@ int main(int argc, char** argv) {
       ema = step ? 0.95 * ema + 0.05 * l : l;
       if (step % 10 == 0 || step + 1 == steps) {
         const double el = seconds_since(t0), ips = (step + 1) * batch / el;
-        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f; captions %.3f, prompts %.3f, patches %.3f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
+        std::fprintf(stderr, "step %lld/%lld loss %.4f (ema %.4f; captions %.3f, prompts %.3f, patches %.3f, attention %.3f) scale %.1f lr %.2e | %.1f img/s, %.0fs, ETA %.0fs\n",
                      static_cast<long long>(step + 1), static_cast<long long>(steps), l, ema,
                      caption_loss.item<double>(), prompt_loss.item<double>(), patch_loss.item<double>(),
+                     attention_loss.item<double>(),
                      std::exp(logit_scale.item<double>()), lr * f, ips, el, (steps - step - 1) * batch / ips);
       }
     }
