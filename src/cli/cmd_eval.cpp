@@ -18,6 +18,7 @@
 #include "clipes/util/strings.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/json_text.h"
 #include <filesystem>
 
@@ -39,10 +40,9 @@ struct TagEvalOptions {
 int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
   std::string format = o.format;
   if (format.empty()) {
-    std::error_code ec;
-    if (fs::is_directory(fs::path(o.gt) / "JPEGImages", ec) || fs::is_directory(fs::path(o.gt) / "Annotations", ec))
+    if (is_dir(fs::path(o.gt) / "JPEGImages") || is_dir(fs::path(o.gt) / "Annotations"))
       format = "voc";
-    else if (fs::is_regular_file(o.gt, ec) || fs::is_directory(fs::path(o.gt) / "annotations", ec))
+    else if (is_file(o.gt) || is_dir(fs::path(o.gt) / "annotations"))
       format = "coco";
     else
       format = "folder";
@@ -74,8 +74,7 @@ int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
   }
   std::map<std::string, std::vector<float>> scores_by_id;
   const fs::path jsonl = out_dir / "tags.jsonl";
-  std::error_code ec;
-  const bool have_scores = fs::is_regular_file(jsonl, ec);
+  const bool have_scores = is_file(jsonl);
   if (have_scores)
     for (const auto& t : read_tags_jsonl(jsonl.string(), names)) scores_by_id[t.id] = t.scores;
 

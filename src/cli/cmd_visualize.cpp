@@ -20,6 +20,7 @@
 #include "clipes/data/safe_path.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/strings.h"
 #include "command.h"
 
@@ -103,29 +104,26 @@ std::string write_sheet(const Options& o, const ClassConfig& classes, const std:
 // label maps (VOC SegmentationClass/, COCO instances json). None is fine.
 std::unique_ptr<GtSource> open_ground_truth(const Options& o, const nlohmann::json& record) {
   if (o.no_gt) return nullptr;
-  std::string path = o.gt, split;
+  std::string path = o.gt, split, format;
   if (path.empty() && record.is_object() && record.contains("input") && record["input"].is_object()) {
     const nlohmann::json& input = record["input"];
-    const std::string format = input.value("format", "");
+    format = input.value("format", "");
     if (input.contains("dataset") && input["dataset"].is_string() && (format == "voc" || format == "coco")) {
       path = input["dataset"].get<std::string>();
       // generate ignores --split for COCO unless given, and records its default
       // anyway; with one instances json beside the images no split is needed.
       if (format == "voc" && input.contains("split") && input["split"].is_string()) split = input["split"].get<std::string>();
-      if (format == "voc") {
-        std::error_code ec;
-        const bool has_masks = fs::is_directory(fs::path(path) / "SegmentationClass", ec) ||
-                               fs::is_directory(fs::path(path) / "SegmentationClassAug", ec) ||
-                               fs::is_directory(fs::path(path) / "VOC2012" / "SegmentationClass", ec);
-        if (!has_masks) return nullptr;
-      }
     }
   }
   if (path.empty()) return nullptr;
   const bool dataset_ids = record.is_object() && record.contains("config") &&
                            record["config"].value("label_ids", "consecutive") == "dataset";
   try {
-    return std::make_unique<GtSource>(GtSource::open(path, dataset_ids, split));
+    auto gt = std::make_unique<GtSource>(GtSource::open(path, dataset_ids, split));
+    // A VOC root without SegmentationClass[Aug]/ opens as a plain folder of
+    // PNGs, which it is not: that dataset simply has no label maps.
+    if (format == "voc" && gt->kind() != GtSource::Kind::Voc) return nullptr;
+    return gt;
   } catch (const Error& e) {
     if (!o.gt.empty()) throw;  // asked for explicitly: an error
     spdlog::warn("no ground-truth panel: {}", printable(e.what()));
@@ -154,8 +152,7 @@ int run_visualize(const Options& given) {
   std::vector<std::string> stems = split_ids(o.ids);
   if (stems.empty()) {
     const fs::path masks = fs::path(o.out) / "masks";
-    std::error_code ec;
-    if (!fs::is_directory(masks, ec)) throw file_error(masks.string(), "no such folder (run clipes generate first)");
+    if (!is_dir(masks)) throw file_error(masks.string(), "no such folder (run clipes generate first)");
     for (const auto& entry : fs::directory_iterator(masks))
       if (entry.path().extension() == ".png") stems.push_back(entry.path().stem().string());
     std::sort(stems.begin(), stems.end());

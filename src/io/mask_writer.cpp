@@ -11,6 +11,7 @@
 #include "clipes/io/npy.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/strings.h"
 
 namespace clipes {
@@ -23,11 +24,6 @@ void write_cams_npy(const std::string& path, const at::Tensor* cams, const char*
   if (cams->dim() != 3) throw file_error(path, std::string(what) + " CAMs must be [K, H, W]");
   // float16 as the reference saves them (fixtures/parity/coco6/expected).
   write_npy(path, cams->detach().to(torch::kCPU, torch::kHalf).contiguous());
-}
-
-bool exists(const std::string& path) {
-  std::error_code ec;
-  return fs::is_regular_file(path, ec);
 }
 
 }  // namespace
@@ -92,9 +88,9 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
 }
 
 bool mask_outputs_complete(const MaskOutputPaths& paths, const MaskWriteOptions& options) {
-  if (!exists(paths.mask) || !exists(paths.confidence)) return false;
-  if (options.save_cams && options.cam_format == CamFormat::ClipEs) return exists(paths.clip_es);
-  return !options.save_cams || (exists(paths.cam) && exists(paths.refined) && exists(paths.keys));
+  if (!is_file(paths.mask) || !is_file(paths.confidence)) return false;
+  if (options.save_cams && options.cam_format == CamFormat::ClipEs) return is_file(paths.clip_es);
+  return !options.save_cams || (is_file(paths.cam) && is_file(paths.refined) && is_file(paths.keys));
 }
 
 }  // namespace clipes

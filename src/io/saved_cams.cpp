@@ -7,16 +7,12 @@
 #include "clipes/io/clip_es_cams.h"
 #include "clipes/io/npy.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 
 namespace clipes {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool is_file(const fs::path& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
 
 struct Layout {
   fs::path cam, refined, keys, clip_es;

@@ -12,14 +12,10 @@
 #include "clipes/pipeline/image_batch.h"
 #include "clipes/segment/dense_segmenter.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 
 namespace clipes {
 namespace {
-
-bool is_file(const std::string& p) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(p, ec);
-}
 
 // The sheet's rows: up to four classes, largest area first, background last.
 std::vector<int> classes_to_show(const cv::Mat& labels, int num_classes, int background) {
