@@ -1,6 +1,8 @@
 #include "batch_command.h"
 
+#include <opencv2/core/version.hpp>
 #include <spdlog/spdlog.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -167,9 +169,7 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
                    const std::function<std::string(const std::string& id)>& mask_of) {
   std::vector<BatchJob> jobs;
   for (const auto& r : records) jobs.push_back({r.id, r.image_path});
-  std::vector<size_t> selected = select_shard(jobs, batch.shard);
-  if (batch.limit >= 0 && static_cast<int64_t>(selected.size()) > batch.limit)
-    selected.resize(static_cast<size_t>(batch.limit));
+  const std::vector<size_t> selected = select_jobs(jobs, batch);
   std::vector<std::string> todo;
   size_t complete = 0;
   for (size_t i : selected) {
@@ -224,6 +224,28 @@ std::vector<std::string> resolve_templates(const std::string& text) {
   }
   const std::string path = text == "imagenet80" || text == "tagclip85" ? ClassConfig::prompts_dir() + "/" + text + ".txt" : text;
   return read_templates(path);
+}
+
+nlohmann::json batch_run_record(const std::string& command, const std::string& model_path,
+                                const nlohmann::json& settings, const nlohmann::json& config_extra,
+                                const InputOptions& input, size_t listed, const BatchSummary& s, double wall_s) {
+  nlohmann::json model = nlohmann::json::object();
+  put_bytes(model, "path", model_path);
+  model["sha256"] = settings.at("model_sha256");
+  nlohmann::json config = settings;
+  config.erase("model_sha256");
+  config.erase("vocab_sha256");
+  config.update(config_extra);
+  return {{"clipes_version", CLIPES_VERSION},
+          {"libtorch_version", TORCH_VERSION},
+          {"opencv_version", CV_VERSION},
+          {"command", command},
+          {"model", model},
+          {"input", input_json(input)},
+          {"config", config},
+          {"counts", counts_json(listed, s)},
+          {"timings_s", batch_timings_json(wall_s, s)},
+          {"vocab_sha256", settings.at("vocab_sha256")}};
 }
 
 nlohmann::json counts_json(size_t listed, const BatchSummary& s) {

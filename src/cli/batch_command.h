@@ -85,6 +85,14 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
 // prompts/), a file of templates, or one template written out ("a photo of a {}.").
 std::vector<std::string> resolve_templates(const std::string& text);
 
+// run.json's common part for generate, segment and tag: the versions, the
+// command, "model" (path, SHA-256), "input", "config" (the settings without
+// the two SHA-256, which sit under "model" and "vocab_sha256", plus
+// `config_extra`: what did not change the outputs), counts and timings.
+nlohmann::json batch_run_record(const std::string& command, const std::string& model_path,
+                                const nlohmann::json& settings, const nlohmann::json& config_extra,
+                                const InputOptions& input, size_t listed, const BatchSummary& s, double wall_s);
+
 nlohmann::json counts_json(size_t listed, const BatchSummary& s);
 nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
 

@@ -198,38 +198,22 @@ int run_generate(const GenerateCli& o) {
   const BatchSummary& s = stats.batch;
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
   const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
-  nlohmann::json model_json = nlohmann::json::object();
-  put_bytes(model_json, "path", o.model);
-  model_json["sha256"] = model_sha256;
-  // run.json's config: the settings that made the outputs (the two SHA-256
-  // sit under "model" and "vocab_sha256"), then the ones that did not.
-  nlohmann::json config = settings;
-  config.erase("model_sha256");
-  config.erase("vocab_sha256");
-  config.update({{"max_pixels", o.max_pixels},
-                 {"save_cams", save_cams},
-                 {"vis", o.vis},
-                 {"device", o.runtime.device},
-                 {"threads", torch::get_num_threads()},
-                 {"shard", o.shard},
-                 {"limit", o.limit}});
-  put_bytes(config, "classes", class_name);
-  nlohmann::json run = {
-      {"clipes_version", CLIPES_VERSION},
-      {"libtorch_version", TORCH_VERSION},
-      {"opencv_version", CV_VERSION},
-      {"command", "generate"},
-      {"model", model_json},
-      {"input", input_json(o.input)},
-      {"config", config},
-      {"counts", counts_json(records.size(), s)},
-      {"timings_s", batch_timings_json(wall, s)},
-      {"stage_ms_mean", {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
-                         {"trunk", stats.stage_ms_sum.trunk_ms * per_image},
-                         {"last_block_and_gradients", stats.stage_ms_sum.last_block_ms * per_image},
-                         {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
-                         {"resize", stats.stage_ms_sum.resize_ms * per_image}}}};
-  run["vocab_sha256"] = settings["vocab_sha256"];
+  // run.json's config: the settings that made the outputs, then the ones that did not.
+  nlohmann::json run = batch_run_record("generate", o.model, settings,
+                                        {{"max_pixels", o.max_pixels},
+                                         {"save_cams", save_cams},
+                                         {"vis", o.vis},
+                                         {"device", o.runtime.device},
+                                         {"threads", torch::get_num_threads()},
+                                         {"shard", o.shard},
+                                         {"limit", o.limit}},
+                                        o.input, records.size(), s, wall);
+  put_bytes(run["config"], "classes", class_name);
+  run["stage_ms_mean"] = {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
+                          {"trunk", stats.stage_ms_sum.trunk_ms * per_image},
+                          {"last_block_and_gradients", stats.stage_ms_sum.last_block_ms * per_image},
+                          {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
+                          {"resize", stats.stage_ms_sum.resize_ms * per_image}};
   if (labels_auto) run["predicted_labels"] = predicted_labels;
   return finish_batch_run("generate", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
                           accepted, s, !o.input.image.empty());

@@ -128,33 +128,19 @@ int run_segment(const SegmentCli& o) {
   bar.finish();
 
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
-  nlohmann::json model_json = nlohmann::json::object();
-  put_bytes(model_json, "path", o.model);
-  model_json["sha256"] = model_sha256;
-  model_json["activation"] = to_string(model->config().activation);
-  nlohmann::json run_config = settings;
-  run_config.erase("model_sha256");
-  run_config.erase("vocab_sha256");
-  run_config.update({{"logit_scale", segmenter.logit_scale()},
-                     {"max_pixels", o.max_pixels},
-                     {"save_cams", o.save_cams},
-                     {"vis", o.vis},
-                     {"device", o.runtime.device},
-                     {"threads", torch::get_num_threads()},
-                     {"shard", o.shard},
-                     {"limit", o.limit}});
-  put_bytes(run_config, "classes", o.classes);
-  put_bytes(run_config, "heads", o.heads);
-  nlohmann::json run = {{"clipes_version", CLIPES_VERSION},
-                        {"libtorch_version", TORCH_VERSION},
-                        {"opencv_version", CV_VERSION},
-                        {"command", "segment"},
-                        {"model", model_json},
-                        {"input", input_json(o.input)},
-                        {"config", run_config},
-                        {"counts", counts_json(records.size(), s)},
-                        {"timings_s", batch_timings_json(wall, s)}};
-  run["vocab_sha256"] = settings["vocab_sha256"];
+  nlohmann::json run = batch_run_record("segment", o.model, settings,
+                                        {{"logit_scale", segmenter.logit_scale()},
+                                         {"max_pixels", o.max_pixels},
+                                         {"save_cams", o.save_cams},
+                                         {"vis", o.vis},
+                                         {"device", o.runtime.device},
+                                         {"threads", torch::get_num_threads()},
+                                         {"shard", o.shard},
+                                         {"limit", o.limit}},
+                                        o.input, records.size(), s, wall);
+  run["model"]["activation"] = to_string(model->config().activation);
+  put_bytes(run["config"], "classes", o.classes);
+  put_bytes(run["config"], "heads", o.heads);
   return finish_batch_run("segment", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
                           accepted, s, !o.input.image.empty());
 }

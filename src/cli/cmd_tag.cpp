@@ -99,29 +99,15 @@ int run_tag(const TagCli& o) {
   const std::vector<ImageTags> tagged = write_tag_summaries(o.out, records, names);
 
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
-  nlohmann::json model_json = nlohmann::json::object();
-  put_bytes(model_json, "path", o.model);
-  model_json["sha256"] = model_sha256;
-  nlohmann::json run_config = settings;
-  run_config.erase("model_sha256");
-  run_config.erase("vocab_sha256");
-  run_config.update({{"max_pixels", o.max_pixels},
-                     {"device", o.runtime.device},
-                     {"threads", torch::get_num_threads()},
-                     {"shard", o.shard},
-                     {"limit", o.limit},
-                     {"images_tagged", tagged.size()}});
-  put_bytes(run_config, "classes", class_name);
-  nlohmann::json run = {{"clipes_version", CLIPES_VERSION},
-                        {"libtorch_version", TORCH_VERSION},
-                        {"opencv_version", CV_VERSION},
-                        {"command", "tag"},
-                        {"model", model_json},
-                        {"input", input_json(o.input)},
-                        {"config", run_config},
-                        {"counts", counts_json(records.size(), s)},
-                        {"timings_s", batch_timings_json(wall, s)}};
-  run["vocab_sha256"] = settings["vocab_sha256"];
+  nlohmann::json run = batch_run_record("tag", o.model, settings,
+                                        {{"max_pixels", o.max_pixels},
+                                         {"device", o.runtime.device},
+                                         {"threads", torch::get_num_threads()},
+                                         {"shard", o.shard},
+                                         {"limit", o.limit},
+                                         {"images_tagged", tagged.size()}},
+                                        o.input, records.size(), s, wall);
+  put_bytes(run["config"], "classes", class_name);
   return finish_batch_run("tag", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
                           accepted, s, !o.input.image.empty());
 }

@@ -164,6 +164,13 @@ std::vector<size_t> select_shard(const std::vector<BatchJob>& jobs, const ShardS
   return selected;
 }
 
+std::vector<size_t> select_jobs(const std::vector<BatchJob>& jobs, const BatchOptions& options) {
+  std::vector<size_t> selected = select_shard(jobs, options.shard);
+  if (options.limit >= 0 && static_cast<int64_t>(selected.size()) > options.limit)
+    selected.resize(static_cast<size_t>(options.limit));
+  return selected;
+}
+
 BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& options,
                        const BatchCallbacks& callbacks) {
   namespace fs = std::filesystem;
@@ -173,9 +180,7 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
   if (ec) throw file_error(options.out_dir, "cannot create output folder: " + ec.message());
 
   BatchSummary summary;
-  std::vector<size_t> selected = select_shard(jobs, options.shard);
-  if (options.limit >= 0 && static_cast<int64_t>(selected.size()) > options.limit)
-    selected.resize(static_cast<size_t>(options.limit));
+  const std::vector<size_t> selected = select_jobs(jobs, options);
   summary.selected = static_cast<int64_t>(selected.size());
 
   std::vector<size_t> todo;

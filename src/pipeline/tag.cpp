@@ -13,17 +13,13 @@
 #include "clipes/text/class_config.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/file_checks.h"
 #include "clipes/util/json_text.h"
 
 namespace clipes {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool is_file(const std::string& p) {
-  std::error_code ec;
-  return fs::is_regular_file(p, ec);
-}
 
 nlohmann::ordered_json tags_json(const ImageTags& t, const std::vector<std::string>& class_names) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
@@ -48,6 +44,30 @@ ImageTags parse_tags(const nlohmann::json& j, const std::vector<std::string>& cl
   } catch (const nlohmann::json::exception& e) {
     throw file_error(where, std::string("not a tags record: ") + e.what());
   }
+}
+
+// One image's tags from the classifier's result.
+ImageTags image_tags(const ImageRecord& record, const TagResult& result, const std::vector<std::string>& class_names) {
+  ImageTags t;
+  t.id = record.id;
+  t.image = fs::path(record.image_path).filename().string();
+  t.scores = result.scores;
+  for (int c : result.tags) t.tags.push_back(class_names.at(static_cast<size_t>(c)));
+  return t;
+}
+
+void write_tag_record(const std::string& path, const ImageTags& t, const std::vector<std::string>& class_names) {
+  write_file_atomic(path, tags_json(t, class_names).dump(1) + "\n");
+}
+
+ImageTags read_tag_record(const std::string& path, const std::vector<std::string>& class_names) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw file_error(path, e.what());
+  }
+  return parse_tags(j, class_names, path);
 }
 
 }  // namespace
@@ -78,14 +98,9 @@ BatchSummary tag_images(const TagClip& tagger, const std::vector<std::string>& c
   spec.is_complete = [&](const std::string& id) { return is_file(tag_record_path(options.batch.out_dir, id)); };
   spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
     const at::Tensor image = preprocess_ceil16(rgb, options.max_tokens).unsqueeze(0);
-    const TagResult result = tagger.classify(image);
-    ImageTags t;
-    t.id = record.id;
-    t.image = fs::path(record.image_path).filename().string();
-    t.scores = result.scores;
-    for (int c : result.tags) t.tags.push_back(class_names.at(static_cast<size_t>(c)));
+    const ImageTags t = image_tags(record, tagger.classify(image), class_names);
     const std::string path = tag_record_path(options.batch.out_dir, record.id);
-    return [path, t, &class_names]() { write_file_atomic(path, tags_json(t, class_names).dump(1) + "\n"); };
+    return [path, t, &class_names]() { write_tag_record(path, t, class_names); };
   };
   return run_image_batch(records, options.batch, options.decode, spec, progress);
 }
@@ -98,13 +113,7 @@ std::vector<ImageTags> write_tag_summaries(const std::string& out_dir, const std
   for (const auto& r : records) {
     const std::string path = tag_record_path(out_dir, r.id);
     if (!is_file(path)) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw file_error(path, e.what());
-    }
-    all.push_back(parse_tags(j, class_names, path));
+    all.push_back(read_tag_record(path, class_names));
     lines += tags_json(all.back(), class_names).dump() + "\n";
     labels[all.back().image] = all.back().tags;
   }
@@ -117,23 +126,18 @@ std::vector<ImageTags> predict_labels(const TagClip& tagger, const std::vector<s
                                       std::vector<ImageRecord>& records, const BatchOptions& batch,
                                       const DecodeLimits& decode, int max_tokens,
                                       const std::function<void(size_t done, size_t total)>& progress) {
-  const std::string& out_dir = batch.out_dir;
+  std::vector<BatchJob> jobs;
+  for (const auto& r : records) jobs.push_back({r.id, r.image_path});
   std::vector<ImageRecord*> mine;
-  for (auto& r : records)
-    if (batch.shard.contains(r.id) && (batch.limit < 0 || static_cast<int64_t>(mine.size()) < batch.limit))
-      mine.push_back(&r);
+  for (size_t i : select_jobs(jobs, batch)) mine.push_back(&records[i]);
   std::vector<ImageTags> out;
   for (size_t i = 0; i < mine.size(); ++i) {
     ImageRecord& r = *mine[i];
     r.labels.clear();
-    const std::string path = tag_record_path(out_dir, r.id);
+    const std::string path = tag_record_path(batch.out_dir, r.id);
     ImageTags t;
     if (is_file(path)) {
-      try {
-        t = parse_tags(nlohmann::json::parse(read_file(path)), class_names, path);
-      } catch (const nlohmann::json::exception& e) {
-        throw file_error(path, e.what());
-      }
+      t = read_tag_record(path, class_names);
     } else {
       cv::Mat rgb;
       try {
@@ -142,12 +146,8 @@ std::vector<ImageTags> predict_labels(const TagClip& tagger, const std::vector<s
         if (progress) progress(i + 1, mine.size());
         continue;  // the generate pass records this image's failure
       }
-      const TagResult result = tagger.classify(preprocess_ceil16(rgb, max_tokens).unsqueeze(0));
-      t.id = r.id;
-      t.image = fs::path(r.image_path).filename().string();
-      t.scores = result.scores;
-      for (int c : result.tags) t.tags.push_back(class_names.at(static_cast<size_t>(c)));
-      write_file_atomic(path, tags_json(t, class_names).dump(1) + "\n");
+      t = image_tags(r, tagger.classify(preprocess_ceil16(rgb, max_tokens).unsqueeze(0)), class_names);
+      write_tag_record(path, t, class_names);
     }
     r.labels = t.tags;
     out.push_back(std::move(t));

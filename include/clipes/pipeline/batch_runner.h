@@ -92,5 +92,8 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
 
 // The jobs of `jobs` that fall into `shard` (stable order).
 std::vector<size_t> select_shard(const std::vector<BatchJob>& jobs, const ShardSpec& shard);
+// The jobs a run with `options` processes, resumed or not: its shard's, at
+// most `options.limit` of them (stable order).
+std::vector<size_t> select_jobs(const std::vector<BatchJob>& jobs, const BatchOptions& options);
 
 }  // namespace clipes
