@@ -2,6 +2,7 @@
 # Installs everything clipes needs from Debian 12 packages. Non-interactive and
 # idempotent: safe to run again. Needs root (or sudo).
 #
+# libdnnl-dev: oneDNN, the CPU engine's matmuls (docs/performance.md).
 # libopenblas0-pthread matters: with Debian's default reference BLAS, LibTorch's
 # matrix products run ~18x slower on the same machine.
 set -euo pipefail
@@ -11,7 +12,7 @@ PACKAGES=(
   g++ cmake make pkg-config
   libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libpcre2-dev libxml2-dev zlib1g-dev libpng-dev libopenblas0-pthread
-  libpugixml-dev libzip-dev libssl-dev libyaml-cpp-dev
+  libpugixml-dev libzip-dev libssl-dev libyaml-cpp-dev libdnnl-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
