@@ -38,6 +38,19 @@ AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, i
   symmetric_ = (s + s.t()) / 2;
 }
 
+AttentionAffinity::AttentionAffinity(const at::Tensor& attention_sum, int count, int grid_h, int grid_w)
+    : grid_h_(grid_h), grid_w_(grid_w) {
+  const int64_t l = static_cast<int64_t>(grid_h) * grid_w + 1;
+  if (count <= 0 || !attention_sum.defined()) throw Error("attention affinity: no attention maps");
+  if (attention_sum.numel() != l * l)
+    throw Error("attention affinity: the attention sum is not [" + std::to_string(l) + ", " + std::to_string(l) +
+                "] for a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) + " grid");
+  // CLS row and column dropped (spec §6).
+  const at::Tensor patches = attention_sum.detach().reshape({l, l}).slice(0, 1).slice(1, 1).to(torch::kDouble);
+  at::Tensor s = sinkhorn_normalize(patches / static_cast<double>(count), 3);
+  symmetric_ = (s + s.t()) / 2;
+}
+
 at::Tensor AttentionAffinity::transition() const { return torch::matmul(symmetric_, symmetric_); }
 
 at::Tensor AttentionAffinity::refine(const at::Tensor& cams, double box_threshold) const {

@@ -52,6 +52,7 @@ struct RuntimeOptions {
   std::string precision = "fp32"; // fp32 | bf16 | fp16 (fp16 only on CUDA)
   int threads = 0;                // 0 = one per core
   std::string activation;         // "" = what the checkpoint says; gelu | quick-gelu
+  std::string engine = "fused";   // fused (CPU engine) | reference (LibTorch's blocks)
 };
 void add_runtime_options(CLI::App& sub, RuntimeOptions& options);
 // --max-pixels for every command that decodes images (io/image_decode.h).

@@ -93,10 +93,24 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
   const WeightSource source = [&](const std::string& name) {
     const at::Tensor& t = tensors.at(name);
     const at::ScalarType target = is_layer_norm(name) || name == "logit_scale" ? at::kFloat : dtype_;
-    return t.to(device_, target, /*non_blocking=*/false, /*copy=*/true).set_requires_grad(options.trainable);
+    // No copy when the checkpoint's tensor already has the compute type: the
+    // loaded map is dropped after construction, and copying every weight
+    // doubled the peak RSS at load (1.3 GB for a fp32 ViT-B/16). A trained
+    // model gets its own storage (its weights change under the optimiser).
+    return t.to(device_, target, /*non_blocking=*/false, /*copy=*/options.trainable)
+        .set_requires_grad(options.trainable);
   };
   visual_ = register_module("visual", std::make_shared<VisionTransformer>(source, config.vision, config_.activation));
-  text_ = std::make_shared<TextTransformer>(source, config.text, config_.activation);
+  // The text tower stays float32 in bf16 on the CPU: it runs once per run
+  // (class and background prompts), so bf16 would buy nothing, and bf16 text
+  // features moved every label's softmax-GradCAM weights by ~8 % on the
+  // fixture (the 100× logit scale amplifies a 2^-8 rounding), far more than
+  // the bf16 trunk does.
+  const bool text_fp32 = dtype_ == at::kBFloat16 && device_.is_cpu() && !options.trainable;
+  const WeightSource text_source = [&](const std::string& name) {
+    return text_fp32 ? tensors.at(name).to(device_, at::kFloat, false, false) : source(name);
+  };
+  text_ = std::make_shared<TextTransformer>(text_source, config.text, config_.activation);
   // The text tower's weights sit at the top level in OpenAI's names.
   for (const auto& item : text_->named_children()) register_module(item.key(), item.value());
   for (const auto& item : text_->named_parameters(false))
@@ -104,12 +118,38 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
   logit_scale_ = register_parameter("logit_scale", source("logit_scale"), options.trainable);
   if (dtype_ != at::kFloat && !options.trainable) {
     const WeightSource fp32 = [&](const std::string& name) {
-      return tensors.at(name).to(device_, at::kFloat, /*non_blocking=*/false, /*copy=*/true);
+      return tensors.at(name).to(device_, at::kFloat, /*non_blocking=*/false, /*copy=*/false);
     };
     const int last = config.vision.layers - 1;
     last_block_fp32_ = std::make_shared<ResidualAttentionBlock>(
         fp32, "visual.transformer.resblocks." + std::to_string(last) + ".", config.vision.heads, config_.activation);
     proj_fp32_ = fp32("visual.proj");
+  }
+  if (options.engine == EngineKind::Fused && device_.is_cpu() && !options.trainable) {
+    // The engine runs on these very tensors in fp32 (no copy) and packs bf16
+    // ones once; the last block also in float32 for CLIP-ES's gradients.
+    auto block_weights = [](const ResidualAttentionBlock& b) {
+      const auto p = b.named_parameters(true);
+      EngineBlockWeights w;
+      w.ln_1_weight = p["ln_1.weight"], w.ln_1_bias = p["ln_1.bias"];
+      w.in_proj_weight = p["attn.in_proj_weight"], w.in_proj_bias = p["attn.in_proj_bias"];
+      w.out_proj_weight = p["attn.out_proj.weight"], w.out_proj_bias = p["attn.out_proj.bias"];
+      w.ln_2_weight = p["ln_2.weight"], w.ln_2_bias = p["ln_2.bias"];
+      w.c_fc_weight = p["mlp.c_fc.weight"], w.c_fc_bias = p["mlp.c_fc.bias"];
+      w.c_proj_weight = p["mlp.c_proj.weight"], w.c_proj_bias = p["mlp.c_proj.bias"];
+      for (at::Tensor* t : {&w.ln_1_weight, &w.ln_1_bias, &w.in_proj_weight, &w.in_proj_bias, &w.out_proj_weight,
+                            &w.out_proj_bias, &w.ln_2_weight, &w.ln_2_bias, &w.c_fc_weight, &w.c_fc_bias,
+                            &w.c_proj_weight, &w.c_proj_bias})
+        *t = t->detach();
+      return w;
+    };
+    std::vector<EngineBlockWeights> blocks;
+    for (const auto& b : visual_->transformer->list) blocks.push_back(block_weights(*b));
+    const EngineBlockWeights last = block_weights(vision_block(config.vision.layers - 1));
+    engine_ = std::make_shared<VitEngine>(blocks, last, config.vision.heads,
+                                          config_.activation == Activation::Gelu ? EngineActivation::Gelu
+                                                                                 : EngineActivation::QuickGelu,
+                                          dtype_ == at::kBFloat16);
   }
 }
 
@@ -170,16 +210,45 @@ at::Tensor ClipModel::embed_image(const at::Tensor& images, bool round_pos_to_fp
   return layer_norm_fp32(x, *visual_->ln_pre);
 }
 
-at::Tensor ClipModel::run_blocks(const at::Tensor& x_in, int begin, int end, std::vector<at::Tensor>* attn,
-                                 int keep_attn_from) const {
+TrunkOutput ClipModel::run_trunk(const at::Tensor& x_in, int begin, int end, const TrunkTaps& taps) const {
+  const int layers = config_.vision.layers;
+  if (begin < 0 || end > layers || begin > end)
+    throw Error("blocks [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of 0.." +
+                std::to_string(layers));
+  if (engine_ && !at::GradMode::is_enabled() && x_in.device().is_cpu()) return engine_->run(x_in, begin, end, taps);
+  TrunkOutput out;
+  const at::Tensor mask = taps.attention_mask.defined()
+                              ? taps.attention_mask.to(x_in.device(), x_in.scalar_type())
+                              : at::Tensor();
   at::Tensor x = x_in;
   for (int i = begin; i < end; ++i) {
-    at::Tensor a;
-    const bool keep = attn && i >= keep_attn_from;
-    x = visual_->transformer->list.at(i)->forward(x, {}, keep ? &a : nullptr);
-    if (keep) attn->push_back(a);
+    const bool keep = taps.attention_from >= 0 && i >= taps.attention_from;
+    const bool tap = std::find(taps.ln2_taps.begin(), taps.ln2_taps.end(), i) != taps.ln2_taps.end();
+    at::Tensor attn, ln2;
+    x = visual_->transformer->list.at(static_cast<size_t>(i))->forward(x, mask, keep ? &attn : nullptr,
+                                                                       tap ? &ln2 : nullptr);
+    if (keep && taps.attention_sum_only) {
+      // As AttentionAffinity sums the maps: float32 head averages, summed in float64.
+      const at::Tensor a = attn.detach().to(at::kDouble);
+      out.attention_sum = out.attention_sum.defined() ? out.attention_sum + a : a;
+      ++out.attention_count;
+    } else if (keep) {
+      out.attention.push_back(attn);
+    }
+    if (tap) out.ln2[i] = ln2;
   }
-  return x;
+  out.x = x;
+  return out;
+}
+
+at::Tensor ClipModel::run_blocks(const at::Tensor& x, int begin, int end, std::vector<at::Tensor>* attn,
+                                 int keep_attn_from) const {
+  TrunkTaps taps;
+  if (attn) taps.attention_from = keep_attn_from;
+  TrunkOutput out = run_trunk(x, begin, end, taps);
+  if (attn)
+    for (auto& a : out.attention) attn->push_back(a);
+  return out.x.to(x.scalar_type());
 }
 
 DenseForward ClipModel::dense_forward(const at::Tensor& images, const DenseForwardOptions& options) const {
@@ -193,29 +262,42 @@ DenseForward ClipModel::dense_forward(const at::Tensor& images, const DenseForwa
                   " before the last");
     taps.push_back(block);
   }
-  at::Tensor x = embed_image(images, options.round_pos_to_fp16, options.position);
-  const at::Tensor mask = options.attention_mask.defined() ? options.attention_mask.to(x.device(), x.scalar_type())
-                                                           : at::Tensor();
+  const at::Tensor x_embedded = embed_image(images, options.round_pos_to_fp16, options.position);
+  const at::Tensor mask = options.attention_mask.defined()
+                              ? options.attention_mask.to(x_embedded.device(), x_embedded.scalar_type())
+                              : at::Tensor();
   out.grid_h = images.size(2) / config_.vision.patch_size;
   out.grid_w = images.size(3) / config_.vision.patch_size;
-  for (int i = 0; i < layers - 1; ++i) {
-    const bool keep_attn = options.keep_attention_from >= 0 && i >= options.keep_attention_from;
-    const bool tap = std::find(taps.begin(), taps.end(), i) != taps.end();
-    at::Tensor attn, ln2;
-    x = visual_->transformer->list.at(static_cast<size_t>(i))->forward(x, mask, keep_attn ? &attn : nullptr,
-                                                                       tap ? &ln2 : nullptr);
-    if (keep_attn) out.attention.push_back(attn);
-    if (tap) out.ln2_taps[i] = ln2;
-  }
+  TrunkTaps trunk_taps;
+  trunk_taps.attention_from = options.keep_attention_from;
+  trunk_taps.ln2_taps = taps;
+  trunk_taps.attention_mask = mask;
+  TrunkOutput trunk = run_trunk(x_embedded, 0, layers - 1, trunk_taps);
+  for (auto& a : trunk.attention) out.attention.push_back(a);
+  for (auto& t : trunk.ln2) out.ln2_taps[t.first] = t.second.to(dtype_);
+  at::Tensor x = trunk.x;
   // The last block in the trunk's dtype (the fp32 copy is CLIP-ES's gradient path).
   const ResidualAttentionBlock& last = *visual_->transformer->list.at(static_cast<size_t>(layers - 1));
   const bool standard_attention = options.last_block.kind == LastBlockKind::Standard ||
                                   options.last_block.kind == LastBlockKind::SelfMasked;
   const bool keep_last = options.keep_attention_from >= 0 && standard_attention;
-  at::Tensor last_attn;
-  x = run_last_block(last, options.last_block, x, out.grid_h, out.grid_w, keep_last ? &last_attn : nullptr,
-                     standard_attention ? mask : at::Tensor());
-  if (keep_last) out.attention.push_back(last_attn);
+  if (standard_attention && engine_ && !at::GradMode::is_enabled() && x.device().is_cpu()) {
+    // The standard and self-masked blocks are the trunk's block with a score
+    // bias: the same engine path, one block further.
+    TrunkTaps last_taps;
+    last_taps.attention_from = keep_last ? layers - 1 : -1;
+    last_taps.attention_mask = options.last_block.kind == LastBlockKind::SelfMasked
+                                   ? self_attention_mask(x.size(1), x.options().dtype(at::kFloat))
+                                   : mask;
+    TrunkOutput o = run_trunk(x, layers - 1, layers, last_taps);
+    if (keep_last) out.attention.push_back(o.attention.at(0));
+    x = o.x;
+  } else {
+    at::Tensor last_attn;
+    x = run_last_block(last, options.last_block, x.to(dtype_), out.grid_h, out.grid_w,
+                       keep_last ? &last_attn : nullptr, standard_attention ? mask : at::Tensor());
+    if (keep_last) out.attention.push_back(last_attn);
+  }
   const at::Tensor projected = vision_project(vision_ln_post(x));  // [B, L, E]
   out.cls_feature = projected.select(1, 0);
   out.patch_features = projected.slice(1, 1);
@@ -235,13 +317,19 @@ at::Tensor ClipModel::forward_after_ln1(int block, const at::Tensor& x, const at
 
 at::Tensor ClipModel::vision_ln_post(const at::Tensor& x) const { return layer_norm_fp32(x, *visual_->ln_post); }
 
+at::Tensor ClipModel::vision_ln_post_weight() const { return visual_->ln_post->weight.detach(); }
+
+at::Tensor ClipModel::vision_proj_fp32() const {
+  return proj_fp32_.defined() ? proj_fp32_ : visual_->proj.detach().to(at::kFloat);
+}
+
 at::Tensor ClipModel::vision_project(const at::Tensor& x) const {
   if (proj_fp32_.defined() && x.scalar_type() == at::kFloat) return at::matmul(x, proj_fp32_);
   return at::matmul(x, visual_->proj.to(x.scalar_type()));
 }
 
 at::Tensor ClipModel::encode_image(const at::Tensor& images) const {
-  at::Tensor x = run_blocks(embed_image(images), 0, config_.vision.layers);
+  const at::Tensor x = run_trunk(embed_image(images), 0, config_.vision.layers).x.to(dtype_);
   return vision_project(vision_ln_post(x.select(1, 0)));
 }
 

@@ -31,6 +31,10 @@ at::Tensor naclip_neighbourhood_bias(int64_t grid_h, int64_t grid_w, double sigm
   return omega.to(options);
 }
 
+at::Tensor self_attention_mask(int64_t tokens, const at::TensorOptions& options) {
+  return (1 - torch::eye(tokens, options)) * -100.0;
+}
+
 at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& spec, const at::Tensor& x,
                           int64_t grid_h, int64_t grid_w, at::Tensor* head_avg_attn, const at::Tensor& attn_mask) {
   if (x.size(1) != 1 + grid_h * grid_w)
@@ -44,9 +48,7 @@ at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& 
     case LastBlockKind::SelfMasked: {
       // (1 − I)·(−100): every off-diagonal score −100, i.e. self-attention only
       // (TagCLIP replaces any other mask with this one in its last block).
-      const int64_t l = x.size(1);
-      const at::Tensor mask = (1 - torch::eye(l, x.options())) * -100.0;
-      return block.forward(x, mask, head_avg_attn);
+      return block.forward(x, self_attention_mask(x.size(1), x.options()), head_avg_attn);
     }
     case LastBlockKind::ValuePath:
     case LastBlockKind::ValueOnly: {

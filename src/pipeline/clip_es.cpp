@@ -75,7 +75,7 @@ ClipEsResult ClipEs::run(const cv::Mat& rgb, const std::vector<int>& class_indic
   t0 = Clock::now();
   at::Tensor refined_grid;
   if (config_.refine) {
-    const AttentionAffinity affinity(cam.attention, cam.grid_h, cam.grid_w);
+    const AttentionAffinity affinity(cam.attention_sum, cam.attention_count, cam.grid_h, cam.grid_w);
     refined_grid = affinity.refine(cam.cams, config_.box_threshold);
   } else {
     refined_grid = cam.cams;

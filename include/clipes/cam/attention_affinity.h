@@ -23,6 +23,9 @@ class AttentionAffinity {
   // small as 1e-5, so float32 rounding alone moved refined CAMs by up to 2e-3
   // against the reference on coco6 (measured); float64 keeps us at fp16 level.
   AttentionAffinity(const std::vector<at::Tensor>& attention, int grid_h, int grid_w);
+  // The same from the maps' running sum [L, L] (float64) and their count, as
+  // the trunk hands it out (engine/vit_engine.h, TrunkTaps::attention_sum_only).
+  AttentionAffinity(const at::Tensor& attention_sum, int count, int grid_h, int grid_w);
 
   // The reference's transition matrix S·S [n, n] float64 (formed on demand:
   // refine() never builds it).

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "clipes/engine/vit_engine.h"
 #include "clipes/model/clip_config.h"
 #include "clipes/model/last_block.h"
 #include "clipes/model/residual_attention_block.h"
@@ -30,6 +31,10 @@ struct ModelOptions {
   bool trainable = false;      // keep requires_grad on the weights (training)
   // Overrides the checkpoint's MLP activation (model/checkpoint.h; --activation).
   std::optional<Activation> activation;
+  // Fused: the vision blocks run on the CPU engine (engine/vit_engine.h)
+  // whenever the device is the CPU and the weights are not being trained;
+  // Reference: LibTorch's blocks everywhere (--engine reference).
+  EngineKind engine = EngineKind::Fused;
 };
 
 class VisionTransformer;
@@ -63,15 +68,26 @@ class ClipModel : public torch::nn::Module {
   // embedding as half precision even when it runs in fp32 (spec §3.5 parity).
   at::Tensor embed_image(const at::Tensor& images, bool round_pos_to_fp16 = false,
                          PositionResize resize = PositionResize::Bilinear) const;
-  // Runs blocks [begin, end); appends the head-averaged attention [B,L,L] of
-  // every block whose index >= keep_attn_from to *attn (if given).
+  // THE trunk entry point, for every method: blocks [begin, end) on x
+  // [B, L, D], handing out what taps asks for (attention maps or their running
+  // sum, ln_2 outputs, an additive attention mask). Runs on the fused engine
+  // when the model has one and autograd is not recording, else on LibTorch's
+  // blocks. Returned tokens are float32 from the engine, the model's dtype
+  // from LibTorch.
+  TrunkOutput run_trunk(const at::Tensor& x, int begin, int end, const TrunkTaps& taps = {}) const;
+  // run_trunk without taps, or appending each kept block's map to *attn (tools, tests).
   at::Tensor run_blocks(const at::Tensor& x, int begin, int end, std::vector<at::Tensor>* attn = nullptr,
                         int keep_attn_from = 0) const;
+  // The fused CPU engine, or null (CUDA, training, --engine reference).
+  const VitEngine* engine() const { return engine_.get(); }
   at::Tensor vision_block_ln1(int block, const at::Tensor& x) const;
   at::Tensor forward_after_ln1(int block, const at::Tensor& x, const at::Tensor& ln1_out,
                                at::Tensor* head_avg_attn = nullptr) const;
   at::Tensor vision_ln_post(const at::Tensor& x) const;
   at::Tensor vision_project(const at::Tensor& x) const;
+  // ln_post's γ and visual.proj [D, E] in float32 (the hand-written GradCAM backward).
+  at::Tensor vision_ln_post_weight() const;
+  at::Tensor vision_proj_fp32() const;
 
   // The position embedding [1+h*w, D] for an h×w grid (spec §3.5; each
   // method's own resize, model/last_block.h).
@@ -98,6 +114,7 @@ class ClipModel : public torch::nn::Module {
   // float32 while the trunk keeps the fast dtype.
   std::shared_ptr<ResidualAttentionBlock> last_block_fp32_;
   at::Tensor proj_fp32_;
+  std::shared_ptr<VitEngine> engine_;
   const ResidualAttentionBlock& vision_block(int block) const;
 };
 

@@ -53,6 +53,10 @@ at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& 
                           int64_t grid_h, int64_t grid_w, at::Tensor* head_avg_attn = nullptr,
                           const at::Tensor& attn_mask = {});
 
+// TagCLIP's last-block mask (1 − I)·(−100) over L tokens: every off-diagonal
+// score −100, i.e. each token attends (almost) only to itself (segment-spec §5).
+at::Tensor self_attention_mask(int64_t tokens, const at::TensorOptions& options);
+
 // NACLIP's Ω as a [1 + h·w, 1 + h·w] additive attention bias: exp(−d²/(2σ²))
 // between patches, 0 on the CLS row and column (segment-spec §2).
 at::Tensor naclip_neighbourhood_bias(int64_t grid_h, int64_t grid_w, double sigma, const at::TensorOptions& options);
