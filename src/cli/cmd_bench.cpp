@@ -27,6 +27,7 @@ struct BenchCli {
   JsonOutput json;
   std::vector<std::string> cases = {"640x480:2"};
   int runs = 5, warmup = 1, max_tokens = 2500;
+  int ops_tokens = 0;  // --ops: per-op table of one block at this many tokens
   RuntimeOptions runtime;
 };
 
@@ -60,7 +61,8 @@ int run_bench(const BenchCli& o) {
   config.max_tokens = o.max_tokens;
   const ClipEs clip_es(*model, tokenizer, config);
 
-  const double peak = measure_matmul_peak_gflops(precision_dtype(model_options.precision), o.runtime.device);
+  const MatmulPeak peaks = measure_matmul_peaks(precision_dtype(model_options.precision), o.runtime.device);
+  const double peak = peaks.best();
   const std::string scratch = (std::filesystem::temp_directory_path() / ("clipes-bench-" + std::to_string(getpid()))).string();
   std::vector<BenchResult> results;
   for (const auto& text : o.cases) {
@@ -69,18 +71,33 @@ int run_bench(const BenchCli& o) {
     results.push_back(run_benchmark(clip_es, c, o.runs, o.warmup, peak, scratch));
   }
   std::filesystem::remove_all(scratch);
+  BlockOpTable op_table;
+  if (o.ops_tokens > 0) op_table = time_block_ops(*model, o.ops_tokens, o.runs);
   if (!o.json.to_stdout() && !quiet_output()) {
     std::cout << "cpu: " << detect_cpu_features().describe() << "\nmath kernels: " << describe_math_kernels() << "\n";
+    std::cout << "engine: " << (model->engine() ? "fused" : "reference") << "; matmul peak: LibTorch mm "
+              << static_cast<int>(peaks.libtorch) << " GFLOP/s, oneDNN " << static_cast<int>(peaks.onednn)
+              << " GFLOP/s (the best is the peak below)\n";
     std::cout << format_bench_table(results, peak, o.runtime.precision);
+    if (o.ops_tokens > 0) std::cout << format_block_op_table(op_table, o.ops_tokens);
   }
   if (o.json.wanted()) {
     nlohmann::json j = {{"precision", o.runtime.precision}, {"device", o.runtime.device},
                         {"threads", torch::get_num_threads()}, {"matmul_peak_gflop_per_s", peak},
+                        {"matmul_peak_libtorch_gflop_per_s", peaks.libtorch},
+                        {"matmul_peak_onednn_gflop_per_s", peaks.onednn},
+                        {"engine", model->engine() ? "fused" : "reference"},
                         {"cpu", detect_cpu_features().describe()}, {"math_kernels", describe_math_kernels()},
                         {"blas_core", openblas_core_name()}, {"onednn_isa", onednn_isa()},
                         {"model", o.model.empty() ? "random-init vit-b-16" : o.model},
                         {"results", nlohmann::json::array()}};
     for (const auto& r : results) j["results"].push_back(bench_result_json(r));
+    if (o.ops_tokens > 0) {
+      j["block_ops"] = {{"tokens", o.ops_tokens}, {"reference", nlohmann::json::array()},
+                        {"fused", nlohmann::json::array()}};
+      for (const auto& [name, ms] : op_table.reference) j["block_ops"]["reference"].push_back({{"op", name}, {"ms", ms}});
+      for (const auto& [name, ms] : op_table.fused) j["block_ops"]["fused"].push_back({{"op", name}, {"ms", ms}});
+    }
     write_json_output(o.json, j);
   }
   return 0;
@@ -94,6 +111,9 @@ const bool registered = register_command({
       sub.add_option("--case", o->cases, "WxH[:K] photo size and label count (repeatable)")->capture_default_str();
       sub.add_option("--runs", o->runs, "timed runs per case")->check(CLI::PositiveNumber)->capture_default_str();
       sub.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber)->capture_default_str();
+      sub.add_option("--ops", o->ops_tokens,
+                     "also time one vision block op by op at this many tokens (1201 = 640x480), both engines")
+          ->check(CLI::Range(2, 10000));
       sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")->capture_default_str();
       add_json_option(sub, o->json, "the results");
       add_runtime_options(sub, o->runtime);

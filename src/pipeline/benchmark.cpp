@@ -10,11 +10,14 @@
 #include <numeric>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <functional>
 #include <random>
 
 #include "clipes/cam/pseudo_mask.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/mask_writer.h"
+#include "clipes/engine/vit_engine.h"
+#include "clipes/model/clip_model.h"
 #include "clipes/pipeline/clip_es.h"
 
 namespace clipes {
@@ -81,6 +84,95 @@ double measure_matmul_peak_gflops(at::ScalarType dtype, const std::string& devic
     best = std::min(best, ms_since(t));
   }
   return 2.0 * n * n * static_cast<double>(n) / (best * 1e6);
+}
+
+BlockOpTable time_block_ops(const ClipModel& model, int64_t l, int runs) {
+  torch::NoGradGuard no_grad;
+  BlockOpTable table;
+  if (model.engine()) table.fused = model.engine()->time_block_ops(l, runs);
+  const TensorMap w = model.state();
+  auto p = [&](const std::string& name) { return w.at("visual.transformer.resblocks.0." + name); };
+  const int64_t d = model.config().vision.width, heads = model.config().vision.heads, hd = d / heads;
+  const at::ScalarType dtype = model.dtype();
+  at::Tensor x = torch::randn({1, l, d}).to(dtype), h, qkv, scores, probs, heads_out, hidden;
+  auto ln = [&](const at::Tensor& t, const std::string& prefix) {
+    return at::layer_norm(t.to(torch::kFloat), {d}, p(prefix + ".weight").to(torch::kFloat),
+                          p(prefix + ".bias").to(torch::kFloat), 1e-5)
+        .to(dtype);
+  };
+  const bool low = dtype != torch::kFloat;
+  std::vector<std::pair<std::string, std::function<void()>>> ops = {
+      {"ln_1", [&] { h = ln(x, "ln_1"); }},
+      {"in_proj (q,k,v) + bias", [&] { qkv = at::linear(h, p("attn.in_proj_weight"), p("attn.in_proj_bias")); }},
+      {"attention: QK^T",
+       [&] {
+         const at::Tensor v = qkv.view({1, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
+         scores = at::matmul(v[0] * (1.0 / std::sqrt(static_cast<double>(hd))), v[1].transpose(-2, -1));
+       }},
+      {"attention: softmax", [&] { probs = low ? at::softmax(scores, -1, torch::kFloat) : at::softmax(scores, -1); }},
+      {"attention: PV",
+       [&] {
+         const at::Tensor v = qkv.view({1, l, 3, heads, hd}).permute({2, 0, 3, 1, 4});
+         heads_out = at::matmul(low ? probs.to(dtype) : probs, v[2]);
+       }},
+      {"out_proj + bias + residual",
+       [&] {
+         x = x + at::linear(heads_out.transpose(1, 2).reshape({1, l, d}), p("attn.out_proj.weight"),
+                            p("attn.out_proj.bias"));
+       }},
+      {"ln_2", [&] { h = ln(x, "ln_2"); }},
+      {"c_fc + bias", [&] { hidden = at::linear(h, p("mlp.c_fc.weight"), p("mlp.c_fc.bias")); }},
+      {"activation (QuickGELU)", [&] { hidden = hidden * at::sigmoid(hidden * 1.702); }},
+      {"c_proj + bias + residual", [&] { x = x + at::linear(hidden, p("mlp.c_proj.weight"), p("mlp.c_proj.bias")); }},
+  };
+  std::vector<std::vector<double>> times(ops.size());
+  for (int r = 0; r < runs + 1; ++r) {
+    x = torch::randn({1, l, d}).to(dtype);
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto t = Clock::now();
+      ops[i].second();
+      if (r > 0) times[i].push_back(ms_since(t));
+    }
+  }
+  for (size_t i = 0; i < ops.size(); ++i) table.reference.emplace_back(ops[i].first, median(times[i]));
+  return table;
+}
+
+std::string format_block_op_table(const BlockOpTable& table, int64_t tokens) {
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "\none block, %lld tokens, median ms\n", static_cast<long long>(tokens));
+  out += line;
+  double total = 0;
+  std::snprintf(line, sizeof line, "  %-38s %10s\n", "reference (LibTorch ops)", "ms");
+  out += line;
+  for (const auto& [name, ms] : table.reference) {
+    std::snprintf(line, sizeof line, "  %-38s %10.1f\n", name.c_str(), ms);
+    out += line;
+    total += ms;
+  }
+  std::snprintf(line, sizeof line, "  %-38s %10.1f\n", "total", total);
+  out += line;
+  if (table.fused.empty()) return out;
+  total = 0;
+  std::snprintf(line, sizeof line, "  %-38s %10s\n", "fused engine", "ms");
+  out += line;
+  for (const auto& [name, ms] : table.fused) {
+    std::snprintf(line, sizeof line, "  %-38s %10.1f\n", name.c_str(), ms);
+    out += line;
+    total += ms;
+  }
+  std::snprintf(line, sizeof line, "  %-38s %10.1f\n", "total", total);
+  out += line;
+  return out;
+}
+
+MatmulPeak measure_matmul_peaks(at::ScalarType dtype, const std::string& device, int n) {
+  MatmulPeak peak;
+  peak.libtorch = measure_matmul_peak_gflops(dtype, device, n);
+  if (at::Device(device).is_cpu() && (dtype == at::kFloat || dtype == at::kBFloat16))
+    peak.onednn = measure_engine_matmul_gflops(dtype == at::kBFloat16, n);
+  return peak;
 }
 
 BenchResult run_benchmark(const ClipEs& clip_es, const BenchCase& bench_case, int runs, int warmup,

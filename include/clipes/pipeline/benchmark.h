@@ -3,6 +3,7 @@
 // measured matmul peak, and peak memory. Numbers, not pass/fail.
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -10,6 +11,7 @@
 #include "clipes/model/clip_model.h"
 
 namespace clipes {
+
 
 class ClipEs;
 
@@ -42,6 +44,26 @@ double block_input_backward_flop(double tokens, double width);
 
 // Measured GFLOP/s of an n×n×n matmul in `dtype` on `device` (best of a few runs).
 double measure_matmul_peak_gflops(at::ScalarType dtype, const std::string& device = "cpu", int n = 1536);
+
+// The matmul peak a stage is compared with: the best of LibTorch's mm (BLAS)
+// and, on the CPU, oneDNN's matmul (the fused engine's products). On the Zen 5
+// development machine oneDNN's AVX-512 kernels run fp32 at 2.2× OpenBLAS's
+// (which Debian runs with its Haswell kernels there), so a peak from mm alone
+// would flatter every stage.
+struct MatmulPeak {
+  double libtorch = 0, onednn = 0;
+  double best() const { return libtorch > onednn ? libtorch : onednn; }
+};
+// One vision block (block 0) op by op at `tokens` tokens, median ms over
+// `runs`: LibTorch's ops as the reference path runs them, and the fused
+// engine's steps (empty when the model has none). `clipes bench --ops`.
+struct BlockOpTable {
+  std::vector<std::pair<std::string, double>> reference, fused;
+};
+BlockOpTable time_block_ops(const ClipModel& model, int64_t tokens, int runs);
+std::string format_block_op_table(const BlockOpTable& table, int64_t tokens);
+
+MatmulPeak measure_matmul_peaks(at::ScalarType dtype, const std::string& device = "cpu", int n = 1536);
 
 // Runs the whole pipeline `runs` times (after `warmup`) on a synthetic photo
 // of the case's size: JPEG decode, ClipEs, pseudo mask, PNG encode + write to
