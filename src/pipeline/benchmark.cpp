@@ -143,27 +143,20 @@ std::string format_block_op_table(const BlockOpTable& table, int64_t tokens) {
   char line[256];
   std::snprintf(line, sizeof line, "\none block, %lld tokens, median ms\n", static_cast<long long>(tokens));
   out += line;
-  double total = 0;
-  std::snprintf(line, sizeof line, "  %-38s %10s\n", "reference (LibTorch ops)", "ms");
-  out += line;
-  for (const auto& [name, ms] : table.reference) {
-    std::snprintf(line, sizeof line, "  %-38s %10.1f\n", name.c_str(), ms);
+  auto section = [&](const char* title, const std::vector<std::pair<std::string, double>>& ops) {
+    double total = 0;
+    std::snprintf(line, sizeof line, "  %-38s %10s\n", title, "ms");
     out += line;
-    total += ms;
-  }
-  std::snprintf(line, sizeof line, "  %-38s %10.1f\n", "total", total);
-  out += line;
-  if (table.fused.empty()) return out;
-  total = 0;
-  std::snprintf(line, sizeof line, "  %-38s %10s\n", "fused engine", "ms");
-  out += line;
-  for (const auto& [name, ms] : table.fused) {
-    std::snprintf(line, sizeof line, "  %-38s %10.1f\n", name.c_str(), ms);
+    for (const auto& [name, ms] : ops) {
+      std::snprintf(line, sizeof line, "  %-38s %10.1f\n", name.c_str(), ms);
+      out += line;
+      total += ms;
+    }
+    std::snprintf(line, sizeof line, "  %-38s %10.1f\n", "total", total);
     out += line;
-    total += ms;
-  }
-  std::snprintf(line, sizeof line, "  %-38s %10.1f\n", "total", total);
-  out += line;
+  };
+  section("reference (LibTorch ops)", table.reference);
+  if (!table.fused.empty()) section("fused engine", table.fused);
   return out;
 }
 
