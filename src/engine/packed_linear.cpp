@@ -94,7 +94,14 @@ struct PackedLinear::Impl {
     if (accumulate) ops.append_sum(1.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, w_md, bias_md, dst_md), attr, cpu_engine());
+    dnnl::matmul::primitive_desc pd;
+    try {
+      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_md, bias_md, dst_md), attr, cpu_engine());
+    } catch (const dnnl::error& e) {
+      // oneDNN 2.6 has no bf16 matmul below AVX-512: say so in one line instead of aborting.
+      throw Error(std::string("engine: oneDNN cannot run this ") + (type == LinearType::BF16 ? "bf16" : "fp32") +
+                  " matmul on this CPU (" + e.what() + "); use the reference engine or fp32");
+    }
     auto entry = std::make_shared<Entry>();
     entry->primitive = dnnl::matmul(pd);
     entry->src = src_md;
