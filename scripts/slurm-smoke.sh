@@ -243,8 +243,13 @@ mapfile -t IDS <"$DATA/ImageSets/Segmentation/val.txt"
 say "single-process reference run"
 # One thread: the masks do not depend on the thread count, and two busy-waiting
 # threads on cores shared with other work can be 30x slower.
-time "$CLIPES" generate --model "$MODEL" --vocab "$VOCAB" --classes toy \
-  --format voc --split val --dataset "$DATA" --out "$WORK/ref" --device cpu --threads 1 2>"$WORK/log/ref.stderr"
+# Pinned to one CPU like each Slurm task (--cpus-per-task=1): OpenBLAS sizes its
+# own thread pool from the CPUs it may use, and on some CPUs (Zen 5 with the
+# Haswell kernels) its sums then round differently, so an unpinned reference
+# differed from the tasks in the last bit of some confidence maps.
+PIN=""; command -v taskset >/dev/null && PIN="taskset -c 0"
+time $PIN "$CLIPES" generate --model "$MODEL" --vocab "$VOCAB" --classes toy \
+  --format voc --split val --dataset "$DATA" --out "$WORK/ref" --device cpu --engine reference --threads 1 2>"$WORK/log/ref.stderr"
 tail -n 1 "$WORK/log/ref.stderr"
 
 # The shard of an id, as clipes computes it: FNV-1a 64 of the id, mod N.
@@ -271,7 +276,10 @@ done
 # ---- the README's array script ----------------------------------------------------
 # README.md "Scale-out", unchanged but for the paths: the toy model and class
 # file, a VOC toy dataset, a local OUT, 3 tasks on the CPU with one core each
-# (--cpus-per-task=1 and --device cpu for the README's GPU).
+# (--cpus-per-task=1 and --device cpu for the README's GPU). --engine reference:
+# this smoke checks Slurm's requeue/resume machinery, and at 30+ images/s the
+# fused engine finishes a toy task before the pre-emption check can stop it
+# midway.
 write_job() {  # write_job OUT FILE
   cat >"$2" <<EOF
 #!/bin/bash
@@ -280,7 +288,7 @@ write_job() {  # write_job OUT FILE
 #SBATCH --requeue
 $CLIPES generate --model $MODEL --vocab $VOCAB --classes toy \\
   --format voc --split val --dataset $DATA --out $1 \\
-  --device cpu --shard \${SLURM_ARRAY_TASK_ID}/$SHARDS
+  --device cpu --shard \${SLURM_ARRAY_TASK_ID}/$SHARDS --engine reference
 EOF
 }
 
