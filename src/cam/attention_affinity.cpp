@@ -18,10 +18,12 @@ at::Tensor sinkhorn_normalize(const at::Tensor& a, int iterations) {
   return s;
 }
 
-AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, int grid_h, int grid_w)
-    : grid_h_(grid_h), grid_w_(grid_w) {
+namespace {
+
+// The maps' float64 sum [L, L], each checked to be [L, L] for the grid.
+at::Tensor sum_of_maps(const std::vector<at::Tensor>& attention, int grid_h, int grid_w) {
   if (attention.empty()) throw Error("attention affinity: no attention maps");
-  const int64_t n = static_cast<int64_t>(grid_h) * grid_w, l = n + 1;
+  const int64_t l = static_cast<int64_t>(grid_h) * grid_w + 1;
   at::Tensor sum;
   for (size_t i = 0; i < attention.size(); ++i) {
     const at::Tensor& a = attention[i];
@@ -30,13 +32,17 @@ AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, i
       throw Error("attention affinity: attention map " + std::to_string(i) + " is not [" + std::to_string(l) +
                   ", " + std::to_string(l) + "] for a " + std::to_string(grid_h) + "x" + std::to_string(grid_w) +
                   " grid");
-    // CLS row and column dropped (spec §6).
-    const at::Tensor patches = a.detach().reshape({l, l}).slice(0, 1).slice(1, 1).to(torch::kDouble);
-    sum = sum.defined() ? sum + patches : patches.clone();
+    const at::Tensor map = a.detach().reshape({l, l}).to(torch::kDouble);
+    sum = sum.defined() ? sum + map : map.clone();
   }
-  at::Tensor s = sinkhorn_normalize(sum / static_cast<double>(attention.size()), 3);
-  symmetric_ = (s + s.t()) / 2;
+  return sum;
 }
+
+}  // namespace
+
+AttentionAffinity::AttentionAffinity(const std::vector<at::Tensor>& attention, int grid_h, int grid_w)
+    : AttentionAffinity(sum_of_maps(attention, grid_h, grid_w), static_cast<int>(attention.size()), grid_h,
+                        grid_w) {}
 
 AttentionAffinity::AttentionAffinity(const at::Tensor& attention_sum, int count, int grid_h, int grid_w)
     : grid_h_(grid_h), grid_w_(grid_w) {

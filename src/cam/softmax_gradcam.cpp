@@ -86,17 +86,20 @@ GradCamResult SoftmaxGradCam::compute(const at::Tensor& image, const at::Tensor&
   result.attention_count = trunk.attention_count;
   result.trunk_ms = elapsed_ms(t0);
   t0 = Clock::now();
+  // The last block's map joins the sum when it is an affinity block (spec §6).
+  auto add_last_block_map = [&](const at::Tensor& head_mean) {
+    if (layers - 1 < affinity_from) return;
+    const at::Tensor last = head_mean.to(torch::kDouble);
+    result.attention_sum = result.attention_sum.defined() ? result.attention_sum + last : last;
+    ++result.attention_count;
+  };
 
   at::Tensor a;  // A as [n, D] float: the patch tokens the CAM is built from
   if (model_.engine() && trunk.x.device().is_cpu()) {
     torch::NoGradGuard no_grad;
     const VitEngine& engine = *model_.engine();
     const SavedBlockForward saved = engine.forward_saved(trunk.x[0]);
-    if (layers - 1 >= affinity_from) {
-      const at::Tensor last = saved.head_mean.to(torch::kDouble);
-      result.attention_sum = result.attention_sum.defined() ? result.attention_sum + last : last;
-      ++result.attention_count;
-    }
+    add_last_block_map(saved.head_mean);
     const ClipHeadGradient head = clip_head_gradient(model_, saved.output, text_features, num_labels,
                                                      options_.use_softmax);
     result.probabilities = head.probabilities;
@@ -115,11 +118,7 @@ GradCamResult SoftmaxGradCam::compute(const at::Tensor& image, const at::Tensor&
     activations.requires_grad_(true);
     at::Tensor last_attention;
     at::Tensor x_last = model_.forward_after_ln1(layers - 1, x_before_last, activations, &last_attention);
-    if (layers - 1 >= affinity_from) {
-      const at::Tensor last = last_attention.detach()[0].to(torch::kDouble);
-      result.attention_sum = result.attention_sum.defined() ? result.attention_sum + last : last;
-      ++result.attention_count;
-    }
+    add_last_block_map(last_attention.detach()[0]);
     // Image embedding from the MEAN of the patch tokens, not the CLS token (spec §5).
     at::Tensor pooled = model_.vision_ln_post(x_last.slice(1, 1)).mean(1);
     at::Tensor g = model_.vision_project(pooled).to(torch::kFloat);

@@ -55,6 +55,15 @@ struct PackedBlock {
 
 // Working memory of one image through one block (allocated once per run).
 struct Buffers {
+  Buffers(int64_t l, int64_t d, bool bf16) {
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    const auto operand = at::TensorOptions().dtype(bf16 ? at::kBFloat16 : at::kFloat);
+    h = at::empty({l, d}, operand);
+    qkv = at::empty({l, 3 * d}, f32);
+    heads = at::empty({l, d}, f32);
+    if (bf16) heads_operand = at::empty({l, d}, operand);
+    hidden = at::empty({l, 4 * d}, operand);
+  }
   at::Tensor h;       // [L, D] LayerNorm output, operand type
   at::Tensor qkv;     // [L, 3D] float32
   at::Tensor heads;   // [L, D] float32 attention output
@@ -189,15 +198,8 @@ std::vector<std::pair<std::string, double>> VitEngine::time_block_ops(int64_t l,
   const PackedBlock& b = *impl_->blocks.front();
   const int64_t d = impl_->width;
   const bool bf16 = impl_->bf16;
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  const auto operand = at::TensorOptions().dtype(bf16 ? at::kBFloat16 : at::kFloat);
-  at::Tensor x = at::randn({l, d}, f32);
-  Buffers buf;
-  buf.h = at::empty({l, d}, operand);
-  buf.qkv = at::empty({l, 3 * d}, f32);
-  buf.heads = at::empty({l, d}, f32);
-  buf.heads_operand = at::empty({l, d}, operand);
-  buf.hidden = at::empty({l, 4 * d}, operand);
+  at::Tensor x = at::randn({l, d}, at::TensorOptions().dtype(at::kFloat));
+  Buffers buf(l, d, bf16);
   float* xp = x.data_ptr<float>();
   using Clock = std::chrono::steady_clock;
   std::vector<std::pair<std::string, std::function<void()>>> ops = {
@@ -243,20 +245,14 @@ TrunkOutput VitEngine::run(const at::Tensor& x_in, int begin, int end, const Tru
   match_thread_count();
   const int64_t batch = x_in.size(0), l = x_in.size(1), d = impl_->width;
   TrunkOutput out;
-  out.x = x_in.to(at::kFloat).contiguous().clone();
+  out.x = x_in.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();  // one copy, also from bf16
   at::Tensor bias;
   if (taps.attention_mask.defined()) {
     bias = taps.attention_mask.to(at::kFloat).contiguous();
     if (bias.numel() != l * l) throw Error("engine: attention mask is not [L, L]");
   }
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  const auto operand = at::TensorOptions().dtype(impl_->bf16 ? at::kBFloat16 : at::kFloat);
-  Buffers buf;
-  buf.h = at::empty({l, d}, operand);
-  buf.qkv = at::empty({l, 3 * d}, f32);
-  buf.heads = at::empty({l, d}, f32);
-  if (impl_->bf16) buf.heads_operand = at::empty({l, d}, operand);
-  buf.hidden = at::empty({l, 4 * d}, operand);
+  Buffers buf(l, d, impl_->bf16);
   const int first_kept = taps.attention_from < 0 ? end : std::max(begin, taps.attention_from);
   if (taps.attention_sum_only && first_kept < end) {
     out.attention_sum = at::zeros({batch, l, l}, at::TensorOptions().dtype(at::kDouble));
