@@ -17,7 +17,7 @@
 # (key, slurm.conf with this machine's cores and memory, state, logs) on free
 # ports; every daemon this script started is stopped by pid on exit, also on
 # failure. Data: the bundled toy model and 60 toy val images. Takes about a
-# minute or two. Exit status 0 only if every check passes. The temp dir is kept
+# minute or two (1 min 47 s on a Zen 5 pair of cores). Exit status 0 only if every check passes. The temp dir is kept
 # when a check fails (its path is printed); KEEP=1 keeps it always.
 set -euo pipefail
 
@@ -236,7 +236,11 @@ sinfo -N -o '%N %T %c CPUs %m MB %P'
 
 # ---- data and the single-process reference --------------------------------------
 say "toy data: $COUNT val images (seed 2)"
-"$MAKE_TOY" --out "$DATA" --count "$COUNT" --seed 2 --split val
+# Images of 480-640 px, not the toy default (~150-320 px): a task must run for
+# seconds, not one second, or the pre-emption and node-failure checks cannot
+# catch it midway (a 20-image shard took 0.8 s at the default size on a Zen 5
+# core, 5.3 s at this size).
+"$MAKE_TOY" --out "$DATA" --count "$COUNT" --seed 2 --split val --min-size 480 --max-size 640
 mapfile -t IDS <"$DATA/ImageSets/Segmentation/val.txt"
 [ "${#IDS[@]}" -eq "$COUNT" ] || die "expected $COUNT ids in $DATA, got ${#IDS[@]}"
 
@@ -385,12 +389,15 @@ verify_out() {  # verify_out OUT LABEL
 }
 
 # ---- helpers for killing a task midway ---------------------------------------------
+CLIPES_EXE=$(readlink -f "$CLIPES")
 task_pid() {  # task_pid OUT K: pid of the clipes process of shard K writing OUT
-  local p
+  # Builtins only: with a fork or two per process this scan took over a second,
+  # long enough for a whole toy task to start and end between two scans.
+  local p args want=" --out $1 --device cpu --shard $2/$SHARDS "
   for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/exe" 2>/dev/null)" = "$(readlink -f "$CLIPES")" ] || continue
-    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "--out $1 --device cpu --shard $2/$SHARDS" &&
-      { echo "${p#/proc/}"; return 0; }
+    [ "$p/exe" -ef "$CLIPES_EXE" ] 2>/dev/null || continue
+    mapfile -d '' -t args <"$p/cmdline" 2>/dev/null || continue
+    [[ " ${args[*]} " == *"$want"* ]] && { echo "${p#/proc/}"; return 0; }
   done
   return 1
 }
@@ -400,16 +407,23 @@ masks_done() {  # masks_done OUT K: how many of shard K's masks exist
   echo "$n"
 }
 freeze_midway() {  # freeze_midway OUT K: SIGSTOP shard K's process midway, ideally inside a write
-  local out=$1 k=$2 pid="" i n how
-  for ((i = 0; i < 6000; i++)); do pid=$(task_pid "$out" "$k") && break; sleep 0.01; done
-  [ -n "$pid" ] || die "task $k never started"
+  local out=$1 k=$2 pid="" i n how start=$SECONDS
   set -- ${SHARD_IDS[k]}
   n=$#
+  # Bounded by time, not by a count of scans, and it gives up as soon as the
+  # task is seen to have finished: either way a clear error, never a hang.
+  until pid=$(task_pid "$out" "$k"); do
+    (($(masks_done "$out" "$k") < n)) ||
+      die "task $k wrote all its $n masks before it could be seen running: make its images bigger"
+    ((SECONDS - start < 120)) || die "task $k did not start within 120 s"
+    sleep 0.01
+  done
   # Once its first mask is out, spin on builtins only (no fork) until one of its
   # temp files exists, i.e. it is writing an output; failing that, stop it once
   # half its masks are done.
   local armed=0 d
   for ((i = 0; ; i++)); do
+    ((SECONDS - start < 300)) || die "task $k (pid $pid) could not be stopped midway within 300 s"
     if ((armed)) && { compgen -G "$out/masks/*.tmp-$pid" >/dev/null ||
                       compgen -G "$out/confidence/*.tmp-$pid" >/dev/null; }; then
       kill -STOP "$pid"; break
