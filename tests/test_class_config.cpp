@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <functional>
 #include <set>
@@ -147,6 +148,40 @@ TEST(ClassConfig, ParseErrorsNameFileAndKey) {
   EXPECT_NE(msg.find("template"), std::string::npos) << msg;
   msg = error_of([] { ClassConfig::load("/nonexistent/x.json"); });
   EXPECT_NE(msg.find("/nonexistent/x.json"), std::string::npos) << msg;
+}
+
+TEST(ClassConfig, AClassFileOfMoreThan254ClassesIsRefused) {
+  // 300 classes from a file used to reach segment's 256-entry value table and
+  // corrupt the heap; 255 wrote its last class as 255, the ignore value.
+  auto many = [](int n) {
+    std::string text = R"({"name": "many", "classes": [)";
+    for (int i = 0; i < n; ++i) text += std::string(i ? "," : "") + R"({"name": "c)" + std::to_string(i) + "\"}";
+    return text + "]}";
+  };
+  EXPECT_EQ(ClassConfig::parse(many(254), "many.json").num_classes(), 254);
+  for (int n : {255, 300}) {
+    try {
+      ClassConfig::parse(many(n), "many.json");
+      ADD_FAILURE() << n << " classes accepted";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("many.json"), std::string::npos) << m;
+      EXPECT_NE(m.find("a mask PNG holds at most 254 classes"), std::string::npos) << m;
+    }
+  }
+  // Through the CLI: one line, exit 2, before any model is loaded.
+  const std::string dir = test::make_temp_dir("classes-300");
+  write_file_atomic(dir + "/big300.json", many(300));
+  std::string log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " segment --model " + test::tiny_clip_path() + " --vocab " +
+                                  test::vocab_path() + " --image " +
+                                  test::shared("fixtures/parity/coco6/images/000000020992.jpg") + " --classes " + dir +
+                                  "/big300.json --method maskclip --out " + dir + "/out",
+                              &log),
+            2)
+      << log;
+  EXPECT_NE(log.find("at most 254 classes"), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
 }
 
 TEST(ClassConfig, ResolveFilesAndPromptsDirOverride) {

@@ -90,6 +90,11 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
   if (!root.contains("classes")) throw r.error("classes", "missing");
   const json& classes = root["classes"];
   if (!classes.is_array() || classes.empty()) throw r.error("classes", "expected a non-empty array");
+  // Masks write class i as i+1 (or its id, at most 254); 0 is background and
+  // 255 ignore. More classes would wrap or overrun the 256-entry value
+  // tables of every command, so a file is refused as an inline list is.
+  if (classes.size() > 254)
+    throw r.error("classes", std::to_string(classes.size()) + " classes: a mask PNG holds at most 254 classes");
   std::map<std::string, std::string> taken;  // lower-case name or alias → owning class
   for (size_t i = 0; i < classes.size(); ++i) {
     const std::string where = "classes[" + std::to_string(i) + "].";
