@@ -7,7 +7,7 @@
 #include "clipes/io/image_decode.h"
 #include "clipes/io/preprocess.h"
 #include "clipes/model/clip_model.h"
-#include "clipes/model/zero_shot.h"
+#include "clipes/methods/zero_shot.h"
 #include "clipes/text/text_features.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"

@@ -6,11 +6,11 @@
 
 #include <iostream>
 
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/cam/mask_from_cams.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/npy.h"
 #include "clipes/model/clip_model.h"
-#include "clipes/pipeline/clip_es.h"
+#include "clipes/methods/clip_es.h"
 #include "clipes/pipeline/generate.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/text/class_config.h"

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "clipes/cam/mask_from_cams.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/io/npy.h"

@@ -66,6 +66,21 @@ TEST(RunSettings, AResumeWithOtherSettingsIsRefusedNamingThem) {
   EXPECT_EQ(diffs[0].rfind("class_set.background", 0), 0u) << diffs[0];
 }
 
+TEST(RunSettings, AGenerateResumeWithAnotherActivationIsRefused) {
+  // segment and tag recorded --activation, generate did not: a generate
+  // resume with another activation reused masks made with the first one.
+  const ToyRun r = make_toy_run("settings-activation");
+  std::string log;
+  ASSERT_EQ(test::run_command(r.generate() + " --activation quick-gelu", &log), 0) << log;
+  EXPECT_EQ(test::run_command(r.generate() + " --activation gelu", &log), 2) << log;
+  EXPECT_NE(log.find(R"(activation: "quick-gelu" → "gelu")"), std::string::npos) << log;
+  // A run that never named an activation records none (settings written
+  // before this key existed still resume).
+  const ToyRun plain = make_toy_run("settings-no-activation");
+  ASSERT_EQ(test::run_command(plain.generate(), &log), 0) << log;
+  EXPECT_FALSE(nlohmann::json::parse(read_file(plain.out + "/settings.json"))["settings"].contains("activation"));
+}
+
 TEST(RunSettings, ARunThatWroteNothingDoesNotBlockTheNext) {
   // A first attempt that fails before any mask (here: every image is
   // unreadable) must not pin its settings on the folder.

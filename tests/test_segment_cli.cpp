@@ -67,6 +67,35 @@ TEST(SegmentCli, AResumeWithAnotherMethodIsRefusedNamingTheSetting) {
   EXPECT_EQ(test::run_command(segment_cmd(base + " --method naclip --no-resume"), &log), 0) << log;
 }
 
+TEST(SegmentCli, AMethodParameterIsSetCheckedAndRecorded) {
+  // --set KEY=VALUE reaches the method's declared parameters
+  // (methods/dense_method.h); a typo names the method's keys before any work.
+  const std::string out = test::make_temp_dir("segment-set") + "/out";
+  std::string log;
+  const std::string base = "--image " + test::shared(kImage) + " --classes voc --templates \"a photo of a {}.\" --out " + out;
+  EXPECT_EQ(test::run_command(segment_cmd(base + " --set sigmaa=3"), &log), 2) << log;
+  EXPECT_NE(log.find("sigma, min_probability"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(out + "/settings.json"));
+  EXPECT_EQ(test::run_command(segment_cmd(base + " --set sigma"), &log), 2) << log;
+  EXPECT_NE(log.find("KEY=VALUE"), std::string::npos) << log;
+  // Defaults record nothing (outputs from before --set still resume) ...
+  ASSERT_EQ(test::run_command(segment_cmd(base + " --set sigma=5"), &log), 0) << log;
+  EXPECT_FALSE(nlohmann::json::parse(read_file(out + "/settings.json"))["settings"].contains("method_params"));
+  const std::string mask = read_file(out + "/masks/000000020992.png");
+  // ... another value is a setting: a resume with it is refused, --no-resume
+  // recomputes with it and records it.
+  EXPECT_EQ(test::run_command(segment_cmd(base + " --set sigma=0.5"), &log), 2) << log;
+  EXPECT_NE(log.find(R"(method_params: (unset) → {"sigma":"0.5"})"), std::string::npos) << log;
+  ASSERT_EQ(test::run_command(segment_cmd(base + " --set sigma=0.5 --set min_probability=0 --no-resume"), &log), 0)
+      << log;
+  EXPECT_EQ(nlohmann::json::parse(read_file(out + "/settings.json"))["settings"]["method_params"]["sigma"], "0.5");
+  EXPECT_NE(read_file(out + "/masks/000000020992.png"), mask);  // the parameters reached the method
+  // --help lists every registered method with its parameters.
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " segment --help", &log), 0) << log;
+  for (const char* s : {"maskclip:", "naclip:", "dinoiser:", "min_probability=0.1", "objectness=0.5"})
+    EXPECT_NE(log.find(s), std::string::npos) << s;
+}
+
 TEST(SegmentCli, DinoiserRunsWithTheHeadsAndFailsEarlyWithout) {
   const std::string dir = test::make_temp_dir("segment-dino");
   std::string log;

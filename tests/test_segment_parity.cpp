@@ -23,13 +23,15 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "clipes/io/npy.h"
 #include "clipes/model/checkpoint.h"
 #include "clipes/model/clip_model.h"
-#include "clipes/segment/dense_segmenter.h"
-#include "clipes/segment/guided_pooling.h"
+#include "clipes/methods/dense_method.h"
+#include "clipes/methods/dense_segmenter.h"
+#include "clipes/methods/guided_pooling.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/text/text_features.h"
 #include "clipes/util/atomic_file.h"
@@ -63,15 +65,14 @@ at::Tensor text_features() {
   return t;
 }
 
-std::unique_ptr<DenseSegmenter> segmenter(SegmentMethod method) {
-  SegmentConfig config;
-  config.method = method;
-  std::shared_ptr<const DinoiserHeads> heads;
-  if (method == SegmentMethod::Dinoiser)
-    heads = std::make_shared<DinoiserHeads>(DinoiserHeads::load(seg("dinoiser-heads-tiny.pt"), 128));
+// The methods come from the registry (methods/dense_method.h), with their defaults.
+std::unique_ptr<DenseSegmenter> segmenter(const std::string& method) {
+  std::map<std::string, std::string> params;
+  if (method == "dinoiser") params["heads"] = seg("dinoiser-heads-tiny.pt");
   std::vector<int> query_class(21);
   for (int i = 0; i < 21; ++i) query_class[static_cast<size_t>(i)] = i;
-  return std::make_unique<DenseSegmenter>(*tiny(), text_features(), query_class, 21, 0, config, heads);
+  return std::make_unique<DenseSegmenter>(*tiny(), create_dense_method(method, params, 128), text_features(),
+                                          query_class, 21, 0, SegmentConfig{});
 }
 
 at::Tensor input(const std::string& stem) {
@@ -122,7 +123,7 @@ TEST(SegmentParity, NaclipNeighbourhoodIsTheClosedFormGaussian) {
 }
 
 TEST(SegmentParity, MaskClipMatchesTheOfficialCode) {
-  const auto s = segmenter(SegmentMethod::MaskClip);
+  const auto s = segmenter("maskclip");
   for (const char* stem : kStems) {
     const PatchScores p = s->score_patches(input(stem));
     const double df = max_abs(p.features, read_npy(seg(std::string(stem) + "_maskclip_feats.npy")));
@@ -134,7 +135,7 @@ TEST(SegmentParity, MaskClipMatchesTheOfficialCode) {
 }
 
 TEST(SegmentParity, NaclipMatchesTheOfficialCode) {
-  const auto s = segmenter(SegmentMethod::Naclip);
+  const auto s = segmenter("naclip");
   for (const char* stem : kStems) {
     const PatchScores p = s->score_patches(input(stem));
     const std::string st(stem);
@@ -152,7 +153,7 @@ TEST(SegmentParity, NaclipMatchesTheOfficialCode) {
 }
 
 TEST(SegmentParity, DinoiserMatchesTheOfficialCode) {
-  const auto s = segmenter(SegmentMethod::Dinoiser);
+  const auto s = segmenter("dinoiser");
   for (const char* stem : kStems) {
     const PatchScores p = s->score_patches(input(stem));
     const std::string st(stem);

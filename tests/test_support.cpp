@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include "clipes/util/blas_kernel.h"
+#include "clipes/util/option_error.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,12 @@ namespace clipes::test {
 namespace {
 const bool blas_kernel_checked = [] {
   reexec_with_better_openblas_kernel();
+  return true;
+}();
+// Library messages name settings by key (util/option_error.h); the tests
+// read them as `clipes` shows them. test_option_error.cpp checks the keys bare.
+const bool cli_option_spelling = [] {
+  set_option_spelling(long_option_spelling);
   return true;
 }();
 }  // namespace

@@ -1,4 +1,4 @@
-// TagCLIP's stages (segment/tag_clip.h) on hand-worked small cases: the
+// TagCLIP's stages (methods/tag_clip.h) on hand-worked small cases: the
 // official code could not be run here, so each stage is checked against
 // values worked out by hand from the official classify.py's arithmetic.
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include "clipes/io/image_decode.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/model/last_block.h"
-#include "clipes/segment/tag_clip.h"
+#include "clipes/methods/tag_clip.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/text/text_features.h"
 #include "clipes/util/error.h"

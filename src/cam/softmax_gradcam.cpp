@@ -6,6 +6,7 @@
 
 #include "clipes/model/clip_model.h"
 #include "clipes/util/error.h"
+#include "clipes/util/l2_normalize.h"
 
 namespace clipes {
 namespace {
@@ -122,7 +123,7 @@ GradCamResult SoftmaxGradCam::compute(const at::Tensor& image, const at::Tensor&
     // Image embedding from the MEAN of the patch tokens, not the CLS token (spec §5).
     at::Tensor pooled = model_.vision_ln_post(x_last.slice(1, 1)).mean(1);
     at::Tensor g = model_.vision_project(pooled).to(torch::kFloat);
-    g = g / g.norm(2, -1, true);
+    g = l2_normalize(g);
     at::Tensor logits = model_.logit_scale_exp() * torch::matmul(g, text_features.to(g.device()).t());
     at::Tensor scores = options_.use_softmax ? torch::softmax(logits, -1) : logits;
     result.probabilities = torch::softmax(logits, -1).detach().squeeze(0);

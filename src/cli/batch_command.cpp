@@ -2,6 +2,7 @@
 
 #include <opencv2/core/version.hpp>
 #include <spdlog/spdlog.h>
+#include <ATen/Parallel.h>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <iostream>
 
 #include "clipes/data/safe_path.h"
+#include "clipes/model/clip_model.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/text/class_config.h"
 #include "clipes/text/prompt_ranking.h"
@@ -16,10 +18,15 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
+#include "clipes/util/sha256.h"
 #include "clipes/util/strings.h"
 #include "command.h"
 
 namespace clipes::cli {
+
+// run.json's "counts" and the history's "timings_s" (defined below).
+nlohmann::json counts_json(size_t listed, const BatchSummary& s);
+nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
 
 void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels) {
   auto* image = sub.add_option("--image", o.image, "one image file");
@@ -257,6 +264,84 @@ nlohmann::json counts_json(size_t listed, const BatchSummary& s) {
 nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s) {
   return {{"wall", wall_s}, {"batch_wall", s.wall_s}, {"decode", s.decode_s}, {"compute", s.compute_s},
           {"write", s.write_s}};
+}
+
+void add_batch_input_options(CLI::App& sub, BatchCli& o, const std::string& out_help, bool with_labels) {
+  sub.add_option("--model", o.model, "CLIP checkpoint (OpenAI .pt, state dict, safetensors)")->required();
+  sub.add_option("--vocab", o.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
+  sub.add_option("--out", o.out, "output folder (" + out_help + ")")->required();
+  add_input_options(sub, o.input, with_labels);
+}
+
+void add_batch_run_options(CLI::App& sub, BatchCli& o) {
+  sub.add_option("--max-tokens", o.max_tokens, "cap on the patch grid h·w (0 = none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  add_max_pixels_option(sub, o.max_pixels);
+  sub.add_option("--shard", o.shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
+  sub.add_option("--limit", o.limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
+  sub.add_flag("--no-resume", o.no_resume, "recompute images whose outputs exist (and record the new settings)");
+  sub.add_flag("--force-resume", o.force_resume,
+               "resume even though OUT was made with other settings (existing outputs are kept)");
+  sub.add_flag("--dry-run", o.dry_run, "check everything and list what would be done, without loading the model");
+  add_runtime_options(sub, o.runtime);
+}
+
+BatchCommand::BatchCommand(std::string command, const BatchCli& options)
+    : command_(std::move(command)), o_(options), start_(std::chrono::steady_clock::now()) {
+  apply_runtime_options(o_.runtime);
+}
+
+BatchOptions BatchCommand::batch_options() const {
+  BatchOptions b;
+  b.out_dir = o_.out;
+  b.shard = ShardSpec::parse(o_.shard);
+  b.limit = o_.limit;
+  b.resume = !o_.no_resume;
+  return b;
+}
+
+nlohmann::json BatchCommand::common_settings() const {
+  return {{"model_sha256", sha256_file(o_.model)},
+          {"vocab_sha256", sha256_file(o_.vocab)},
+          {"max_tokens", o_.max_tokens},
+          {"activation", o_.runtime.activation},
+          {"precision", o_.runtime.precision}};
+}
+
+bool BatchCommand::check_settings(const nlohmann::json& settings, const std::vector<ImageRecord>& records,
+                                  const BatchOptions& batch,
+                                  const std::function<std::string(const std::string& id)>& mask_of) {
+  force_resumed_over_ = check_resume_settings(o_.out, settings, o_.no_resume, o_.force_resume, o_.dry_run);
+  if (o_.dry_run) {
+    print_dry_run(command_, records, batch, mask_of);
+    return false;
+  }
+  started_at_ = now_utc_iso8601();
+  return true;
+}
+
+std::shared_ptr<ClipModel> BatchCommand::load_model(const BpeTokenizer& tokenizer) const {
+  spdlog::info("loading {} ({}, {})", printable(o_.model), o_.runtime.precision, o_.runtime.device);
+  auto model = ClipModel::load(o_.model, to_model_options(o_.runtime));
+  check_vocab_fits_model(tokenizer, *model, o_.vocab, o_.model);
+  return model;
+}
+
+nlohmann::json BatchCommand::run_record(const nlohmann::json& settings, nlohmann::json config_extra,
+                                        const std::vector<ImageRecord>& records, const BatchSummary& s) const {
+  config_extra.update(nlohmann::json{{"max_pixels", o_.max_pixels},
+                                     {"device", o_.runtime.device},
+                                     {"threads", at::get_num_threads()},
+                                     {"shard", o_.shard},
+                                     {"limit", o_.limit}});
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return batch_run_record(command_, o_.model, settings, config_extra, o_.input, records.size(), s, wall);
+}
+
+int BatchCommand::finish(nlohmann::json run, const std::vector<ImageRecord>& records, const BatchSummary& s) const {
+  return finish_batch_run(command_, o_.out, ShardSpec::parse(o_.shard), o_.shard, std::move(run), records, o_.vocab,
+                          started_at_, force_resumed_over_, s, !o_.input.image.empty());
 }
 
 }  // namespace clipes::cli

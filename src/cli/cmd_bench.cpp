@@ -12,7 +12,7 @@
 #include "clipes/model/clip_config.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/benchmark.h"
-#include "clipes/pipeline/clip_es.h"
+#include "clipes/methods/clip_es.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"

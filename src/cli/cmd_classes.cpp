@@ -3,7 +3,7 @@
 // --label-ids, name, prompt with synonyms, and the background words.
 #include <iostream>
 
-#include "clipes/segment/segment_classes.h"
+#include "clipes/methods/segment_classes.h"
 #include "clipes/text/class_config.h"
 #include "command.h"
 

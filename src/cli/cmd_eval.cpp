@@ -14,7 +14,7 @@
 #include "clipes/eval/evaluate.h"
 #include "clipes/eval/tag_metrics.h"
 #include "clipes/pipeline/tag.h"
-#include "clipes/pipeline/run_settings.h"
+#include "clipes/pipeline/run_record.h"
 #include "clipes/util/strings.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
@@ -57,12 +57,10 @@ int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
 
   // The class set: --classes, else the tag run's run.json, else by format.
   const fs::path out_dir = fs::path(o.tags).parent_path();
-  const nlohmann::json record = o.classes.empty() ? read_run_record(out_dir.string()) : nlohmann::json();
-  const ClassConfig classes =
-      !o.classes.empty() ? ClassConfig::resolve(o.classes)
-      : record.is_object() && record.contains("config") && record["config"].contains("class_set")
-          ? ClassConfig::parse(record["config"]["class_set"].dump(), (out_dir / "run.json").string())
-          : ClassConfig::resolve(format == "coco" ? "coco" : "voc");
+  const std::optional<RunRecord> record = o.classes.empty() ? RunRecord::read(out_dir.string()) : std::nullopt;
+  const ClassConfig classes = !o.classes.empty()                  ? ClassConfig::resolve(o.classes)
+                              : record && record->has_class_set ? record->class_set()
+                                                                : ClassConfig::resolve(format == "coco" ? "coco" : "voc");
   std::vector<std::string> names;
   for (const auto& c : classes.classes) names.push_back(c.name);
 
@@ -181,11 +179,9 @@ const bool registered = register_command({
         if (o->pred.empty()) throw Error("--pred is required (or --tags LABELS to score tags)");
         // Without --classes, the class set the run recorded (run.json), with
         // its label ids unless --label-ids says otherwise.
-        const nlohmann::json record = o->classes.empty() ? read_run_record(o->pred) : nlohmann::json();
-        const bool from_run =
-            record.is_object() && record.contains("config") && record["config"].contains("class_set");
-        const std::string label_ids =
-            from_run && !o->label_ids_given ? record["config"].value("label_ids", "consecutive") : o->label_ids;
+        const std::optional<RunRecord> record = o->classes.empty() ? RunRecord::read(o->pred) : std::nullopt;
+        const bool from_run = record && record->has_class_set;
+        const std::string label_ids = from_run && !o->label_ids_given ? record->label_ids : o->label_ids;
         const bool dataset_ids = label_ids == "coco" || label_ids == "dataset";
         const GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
         const std::vector<std::string> ids = o->list.empty() ? gt.default_ids(o->split) : read_id_list(o->list);
@@ -195,9 +191,8 @@ const bool registered = register_command({
         options.threads = o->threads;
         options.cam_suffix = o->cam_kind;
         if (from_run) {
-          options.labels = parse_label_set(record["config"]["class_set"].dump(), o->pred + "/run.json", dataset_ids);
-          spdlog::info("classes from {}/run.json: {} ({} ids)", printable(o->pred),
-                       record["config"]["class_set"].value("name", "?"), label_ids);
+          options.labels = parse_label_set(record->class_set_text, record->path, dataset_ids);
+          spdlog::info("classes from {}: {} ({} ids)", printable(record->path), record->class_set_name, label_ids);
         } else if (o->classes == "voc") options.labels = voc_label_set();
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
         else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "clipes/pipeline/coco_results.h"
-#include "clipes/pipeline/run_settings.h"
+#include "clipes/pipeline/run_record.h"
 #include "clipes/pipeline/training_export.h"
 #include "clipes/text/class_config.h"
 #include "clipes/util/error.h"
@@ -25,11 +25,11 @@ struct ExportCli {
 };
 
 int run_export(const ExportCli& o) {
-  const nlohmann::json record = read_run_record(o.out);
-  if (!record.is_object() || !record.contains("config") || !record["config"].contains("class_set"))
+  const std::optional<RunRecord> record = RunRecord::read(o.out);
+  if (!record || !record->has_class_set)
     throw file_error(o.out, "no run.json with a class set here (export needs the output folder of generate or segment)");
-  const ClassConfig classes = ClassConfig::parse(record["config"]["class_set"].dump(), o.out + "/run.json");
-  const auto ids = ClassConfig::parse_label_ids(record["config"].value("label_ids", "consecutive"));
+  const ClassConfig classes = record->class_set();
+  const auto ids = ClassConfig::parse_label_ids(record->label_ids);
   if (o.framework == "coco") {
     // Mask value → the class's COCO category id, whichever ids the masks hold.
     std::map<int, int> category_of_value;
@@ -53,10 +53,10 @@ int run_export(const ExportCli& o) {
     std::error_code ec;
     const std::filesystem::path voc = std::filesystem::path(o.dataset) / "JPEGImages";
     in.images_dir = std::filesystem::is_directory(voc, ec) ? voc.string() : o.dataset;
-  } else if (record.contains("images_folder")) {
-    in.images_dir = record["images_folder"].get<std::string>();
+  } else if (!record->images_folder.empty()) {
+    in.images_dir = record->images_folder;
   } else {
-    throw file_error(o.out + "/run.json", "records no image folder; pass --images DIR");
+    throw file_error(record->path, "records no image folder; pass --images DIR");
   }
   in.class_names = classes.names_by_mask_value(ids);
   in.has_background = !classes.background.empty();

@@ -14,18 +14,15 @@
 
 #include "clipes/data/dataset.h"
 #include "clipes/data/safe_path.h"
-#include "clipes/io/contact_sheet.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/tag.h"
-#include "clipes/segment/tag_clip.h"
 #include "clipes/text/text_features.h"
 #include "clipes/pipeline/generate.h"
 #include "clipes/pipeline/run_settings.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
-#include "clipes/util/sha256.h"
 #include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
 #include "clipes/io/image_decode.h"
@@ -36,9 +33,7 @@
 namespace clipes::cli {
 namespace {
 
-struct GenerateCli {
-  std::string model, vocab, out;
-  InputOptions input;
+struct GenerateCli : BatchCli {
   std::string classes;  // voc | coco | toy | FILE (default: by format)
   std::vector<std::string> templates;
   std::string synonyms = "joint";
@@ -49,19 +44,12 @@ struct GenerateCli {
   std::string cam_format = "npy";
   double ignore_below = 0.0;
   std::string label_ids = "consecutive";
-  bool dry_run = false;
-  bool save_cams = false, vis = false, no_resume = false, force_resume = false, no_caa = false, no_softmax = false;
-  int max_tokens = 2500;
-  int64_t max_pixels = kDefaultMaxPixels;
-  std::string shard = "0/1";
-  int64_t limit = -1;
-  RuntimeOptions runtime;
+  bool save_cams = false, vis = false, no_caa = false, no_softmax = false;
 };
 
 int run_generate(const GenerateCli& o) {
   using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  apply_runtime_options(o.runtime);
+  BatchCommand command("generate", o);
 
   // Everything that can be checked without the model is checked first: a
   // typo must not cost a model load.
@@ -81,10 +69,7 @@ int run_generate(const GenerateCli& o) {
   es_config.keep_unrefined = save_cams || o.vis;  // only they show the unrefined CAMs
 
   GenerateOptions options;
-  options.batch.out_dir = o.out;
-  options.batch.shard = ShardSpec::parse(o.shard);
-  options.batch.limit = o.limit;
-  options.batch.resume = !o.no_resume;
+  options.batch = command.batch_options();
   options.mask.bg_power = o.bg_power;
   options.mask.bg_threshold = o.bg_threshold;
   options.write.palette = o.mask_mode == "palette";
@@ -93,7 +78,7 @@ int run_generate(const GenerateCli& o) {
   options.write.cam_format = parse_cam_format(o.cam_format);
   options.label_ids = ClassConfig::parse_label_ids(o.label_ids);
   options.decode.max_pixels = o.max_pixels;
-  const ModelOptions model_options = to_model_options(o.runtime);
+  (void)to_model_options(o.runtime);  // a bad --precision fails before any file is read
 
   // --labels auto: the labels are predicted (TagCLIP) once the model is loaded.
   const bool labels_auto = o.input.labels == "auto";
@@ -108,41 +93,34 @@ int run_generate(const GenerateCli& o) {
 
   // Everything that changes an output byte; a resume must have made its
   // outputs with exactly these (pipeline/run_settings.h).
-  const std::string model_sha256 = sha256_file(o.model);
-  const nlohmann::json class_set = nlohmann::json::parse(classes.to_json_text());
-  nlohmann::json settings = {{"model_sha256", model_sha256},
-                             {"vocab_sha256", sha256_file(o.vocab)},
-                             {"class_set", class_set},
-                             {"templates", nlohmann::json::array()},
-                             {"synonyms", o.synonyms},
-                             {"box_threshold", es_config.box_threshold},
-                             {"bg_power", o.bg_power},
-                             {"bg_threshold", o.bg_threshold},
-                             {"mask_mode", o.mask_mode},
-                             {"ignore_below", o.ignore_below},
-                             {"label_ids", o.label_ids},
-                             {"caa", es_config.refine},
-                             {"softmax", es_config.use_softmax},
-                             {"max_tokens", o.max_tokens},
-                             {"precision", o.runtime.precision}};
+  nlohmann::json settings = command.common_settings();
+  settings.update(nlohmann::json{{"class_set", nlohmann::json::parse(classes.to_json_text())},
+                                 {"templates", nlohmann::json::array()},
+                                 {"synonyms", o.synonyms},
+                                 {"box_threshold", es_config.box_threshold},
+                                 {"bg_power", o.bg_power},
+                                 {"bg_threshold", o.bg_threshold},
+                                 {"mask_mode", o.mask_mode},
+                                 {"ignore_below", o.ignore_below},
+                                 {"label_ids", o.label_ids},
+                                 {"caa", es_config.refine},
+                                 {"softmax", es_config.use_softmax}});
   // Predicted labels change every output; the tagger's settings are those of `clipes tag`'s defaults.
   if (labels_auto) settings["labels"] = {{"source", "auto (TagCLIP)"}, {"templates", "tagclip85"}, {"threshold", 0.5}};
   // Only a non-default layout enters the settings, so runs made before the
   // option existed still resume.
   if (options.write.cam_format != CamFormat::Npy) settings["cam_format"] = o.cam_format;
+  // generate's settings.json had no activation before (a resume with another
+  // --activation went through): recorded when given, so older folders, made
+  // without it, still resume.
+  if (o.runtime.activation.empty()) settings.erase("activation");
   // A template from the command line need not be UTF-8 (util/json_text.h).
   for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
-  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume, o.dry_run);
-  if (o.dry_run) {
-    print_dry_run("generate", records, options.batch,
-                  [&](const std::string& id) { return MaskOutputPaths::for_stem(o.out, id).mask; });
+  if (!command.check_settings(settings, records, options.batch,
+                              [&](const std::string& id) { return MaskOutputPaths::for_stem(o.out, id).mask; }))
     return 0;
-  }
-  const std::string started_at = now_utc_iso8601();
 
-  spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
-  auto model = ClipModel::load(o.model, model_options);
-  check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
+  const auto model = command.load_model(tokenizer);
   const ClipEs clip_es(*model, tokenizer, es_config);
 
   nlohmann::json predicted_labels = nlohmann::json::object();
@@ -150,44 +128,20 @@ int run_generate(const GenerateCli& o) {
     // The label-free route: TagCLIP's tags, then CLIP-ES on them. Tags are
     // kept in OUT/tags/ (reused on resume) and summarised in tags.jsonl and
     // labels.json, as `clipes tag` writes them.
-    const at::Tensor text = TextEncoder(*model, tokenizer).encode_classes(tag_queries(classes), tag_templates);
-    const std::vector<std::string> names = tag_class_names(classes);
-    const TagClip tagger(*model, text, static_cast<int>(names.size()));
     ProgressBar tag_bar("tag");
     const auto tag_start = Clock::now();
-    const std::vector<ImageTags> tags = predict_labels(
-        tagger, names, records, options.batch, options.decode, o.max_tokens,
+    const std::vector<ImageTags> tags = label_records_with_tags(
+        *model, tokenizer, classes, tag_templates, records, options.batch, options.decode, o.max_tokens,
         [&](size_t done, size_t total) {
           tag_bar.update({static_cast<int64_t>(done), static_cast<int64_t>(total), 0, 0,
                           std::chrono::duration<double>(Clock::now() - tag_start).count()});
         });
     tag_bar.finish();
-    write_tag_summaries(o.out, records, names);
     for (const auto& t : tags) predicted_labels[printable(t.id)] = t.tags;
     spdlog::info("predicted labels for {} images (OUT/labels.json)", tags.size());
   }
 
-  if (o.vis) {
-    // Contact sheets from the in-memory CAMs (full float32, no --save-cams
-    // needed). Written after the mask, so a run killed in between has no sheet
-    // for that image; `clipes visualize` can redo it from saved CAMs.
-    const std::vector<std::string> names_by_id = classes.names_by_mask_value(options.label_ids);
-    const std::filesystem::path vis_dir = std::filesystem::path(o.out) / "vis";
-    options.after_write = [&classes, names_by_id, vis_dir](const ImageRecord& record, const cv::Mat& rgb,
-                                                            const ClipEsResult& result, const PseudoMask& mask) {
-      std::vector<std::string> label_names;
-      for (int c : result.class_indices) label_names.push_back(classes.classes[static_cast<size_t>(c)].name);
-      ContactSheetInput sheet;
-      sheet.rgb = rgb;
-      sheet.mask_ids = mask.labels;
-      sheet.label_names = std::move(label_names);
-      sheet.cams = result.cams;
-      sheet.refined = result.refined;
-      sheet.class_name_by_id = names_by_id;
-      sheet.palette = voc_palette();
-      write_contact_sheet((vis_dir / (record.id + ".jpg")).string(), sheet);
-    };
-  }
+  options.vis = o.vis;
 
   spdlog::info("{} images listed; writing to {}", records.size(), printable(o.out));
   ProgressBar bar("generate");
@@ -196,18 +150,9 @@ int run_generate(const GenerateCli& o) {
   bar.finish();
 
   const BatchSummary& s = stats.batch;
-  const double wall = std::chrono::duration<double>(Clock::now() - start).count();
   const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
   // run.json's config: the settings that made the outputs, then the ones that did not.
-  nlohmann::json run = batch_run_record("generate", o.model, settings,
-                                        {{"max_pixels", o.max_pixels},
-                                         {"save_cams", save_cams},
-                                         {"vis", o.vis},
-                                         {"device", o.runtime.device},
-                                         {"threads", torch::get_num_threads()},
-                                         {"shard", o.shard},
-                                         {"limit", o.limit}},
-                                        o.input, records.size(), s, wall);
+  nlohmann::json run = command.run_record(settings, {{"save_cams", save_cams}, {"vis", o.vis}}, records, s);
   put_bytes(run["config"], "classes", class_name);
   run["stage_ms_mean"] = {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
                           {"trunk", stats.stage_ms_sum.trunk_ms * per_image},
@@ -215,17 +160,13 @@ int run_generate(const GenerateCli& o) {
                           {"affinity", stats.stage_ms_sum.affinity_ms * per_image},
                           {"resize", stats.stage_ms_sum.resize_ms * per_image}};
   if (labels_auto) run["predicted_labels"] = predicted_labels;
-  return finish_batch_run("generate", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
-                          accepted, s, !o.input.image.empty());
+  return command.finish(std::move(run), records, s);
 }
 
 const bool registered = register_command({
     "generate", "pseudo masks (+ confidence, CAMs) for an image or a dataset", [](CLI::App& sub) {
       auto o = std::make_shared<GenerateCli>();
-      sub.add_option("--model", o->model, "CLIP checkpoint (OpenAI .pt, state dict, safetensors)")->required();
-      sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
-      sub.add_option("--out", o->out, "output folder (masks/, confidence/, cams/, run.json)")->required();
-      add_input_options(sub, o->input, /*with_labels=*/true);
+      add_batch_input_options(sub, *o, "masks/, confidence/, cams/, run.json", /*with_labels=*/true);
       sub.add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path (default by format)");
       sub.add_option("--template", o->templates, "prompt template(s) with {} (default: the class file's)");
       sub.add_option("--synonyms", o->synonyms, "joint (reference) | average (paper)")->capture_default_str();
@@ -253,19 +194,9 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"npy", "clip-es"}))
           ->capture_default_str();
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg (image, CAMs, refined, mask)");
-      sub.add_option("--max-tokens", o->max_tokens, "cap on the patch grid h·w (0 = none)")
-          ->check(CLI::NonNegativeNumber)
-          ->capture_default_str();
-      add_max_pixels_option(sub, o->max_pixels);
-      sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-      sub.add_option("--limit", o->limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
-      sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist (and record the new settings)");
-      sub.add_flag("--force-resume", o->force_resume,
-                   "resume even though OUT was made with other settings (existing outputs are kept)");
-      sub.add_flag("--dry-run", o->dry_run, "check everything and list what would be done, without loading the model");
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
-      add_runtime_options(sub, o->runtime);
+      add_batch_run_options(sub, *o);
       return [o]() { return run_generate(*o); };
     }});
 

@@ -1,20 +1,22 @@
 // clipes segment — open-vocabulary masks with no image labels (MaskCLIP,
-// NACLIP, CLIP-DINOiser; segment-spec §1–§4). Parses options, builds the
-// segmenter, shows progress, writes OUT/run.json; the work is
-// pipeline/segment.h on the batch machinery `generate` uses.
+// NACLIP, CLIP-DINOiser, or any registered dense method; segment-spec §1–§4).
+// Parses options, builds the segmenter, shows progress, writes OUT/run.json;
+// the work is pipeline/segment.h on the batch machinery `generate` uses. The
+// methods, their parameters and --method's help come from the registry
+// (methods/dense_method.h): a new method changes nothing here.
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <opencv2/core/version.hpp>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/segment.h"
-#include "clipes/segment/dense_segmenter.h"
-#include "clipes/segment/guided_pooling.h"
-#include "clipes/segment/segment_classes.h"
+#include "clipes/methods/dense_method.h"
+#include "clipes/methods/dense_segmenter.h"
+#include "clipes/methods/segment_classes.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/text/prompt_ranking.h"
 #include "clipes/text/text_features.h"
@@ -29,21 +31,63 @@
 namespace clipes::cli {
 namespace {
 
-struct SegmentCli {
-  std::string model, vocab, out, heads;
-  InputOptions input;
+struct SegmentCli : BatchCli {
+  std::string heads;
   std::string classes;  // "a,b,c" | voc | coco | toy | FILE (default by format)
   std::string method = "naclip";
+  std::vector<std::string> params;  // --set KEY=VALUE
   std::string templates = "imagenet80";
   std::string label_ids = "consecutive";
-  int resize_short = 0, window = 0, stride = 0, max_tokens = 2500;
-  bool dry_run = false;
-  bool value_only = false, save_cams = false, vis = false, no_resume = false, force_resume = false;
-  int64_t max_pixels = kDefaultMaxPixels;
-  std::string shard = "0/1";
-  int64_t limit = -1;
-  RuntimeOptions runtime;
+  int resize_short = 0, window = 0, stride = 0;
+  bool value_only = false, save_cams = false, vis = false;
 };
+
+// The method's parameters: --set KEY=VALUE, plus the flags that spell two of
+// them (--heads FILE, --value-only), for the methods that declare them.
+struct MethodParams {
+  std::map<std::string, std::string> given;  // --set only: what settings.json records
+  std::map<std::string, std::string> all;    // also the flags: what the method is built with
+};
+
+MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
+  MethodParams p;
+  for (const std::string& kv : o.params) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error("--set " + printable(kv) + ": expected KEY=VALUE");
+    if (!p.given.emplace(kv.substr(0, eq), kv.substr(eq + 1)).second)
+      throw Error("--set " + printable(kv.substr(0, eq)) + " given twice");
+  }
+  p.all = p.given;
+  auto declares = [&](const std::string& key) {
+    for (const auto& d : method.params)
+      if (d.key == key) return true;
+    return false;
+  };
+  auto sugar = [&](const char* flag, const std::string& key, bool used, const std::string& value) {
+    if (!used || !declares(key)) return;
+    if (p.given.count(key)) throw Error(std::string(flag) + " and --set " + key + " say the same thing: give one");
+    p.all[key] = value;
+  };
+  sugar("--heads", "heads", !o.heads.empty(), o.heads);
+  sugar("--value-only", "residual", o.value_only, "false");
+  for (const auto& d : method.params)
+    if (d.required && p.all[d.key].empty())
+      throw Error("--method " + method.name + " needs " + (d.key == "heads" ? "--heads FILE" : "--set " + d.key + "=…") +
+                  " (" + d.help + ")");
+  // Unknown keys are the registry's to reject, with the method's list.
+  (void)non_default_params(method.name, p.given);
+  return p;
+}
+
+std::string method_help() {
+  std::string help = "dense method:";
+  for (const DenseMethodInfo* m : dense_methods()) {
+    help += "\n  " + m->name + ": " + m->summary;
+    for (const auto& p : m->params)
+      help += "\n      " + p.key + (p.default_value.empty() ? "" : "=" + p.default_value) + "  " + p.help;
+  }
+  return help + "\n(parameters: --set KEY=VALUE)";
+}
 
 ClassConfig resolve_segment_classes(const SegmentCli& o) {
   if (o.classes.find(',') != std::string::npos) return class_config_from_list(o.classes);
@@ -52,135 +96,114 @@ ClassConfig resolve_segment_classes(const SegmentCli& o) {
 }
 
 int run_segment(const SegmentCli& o) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  apply_runtime_options(o.runtime);
+  BatchCommand command("segment", o);
 
   // Everything that can be checked without the model first.
   const ClassConfig class_config = resolve_segment_classes(o);
   const ClassConfig::LabelIds ids = ClassConfig::parse_label_ids(o.label_ids);
   const SegmentClasses classes = SegmentClasses::from_class_config(class_config, ids);
   const std::vector<std::string> templates = resolve_templates(o.templates);
+  const DenseMethodInfo& method = find_dense_method(o.method);
+  const MethodParams params = method_params(o, method);
   SegmentConfig config;
-  config.method = parse_segment_method(o.method);
-  config.maskclip_residual = !o.value_only;
   config.resize_short = o.resize_short;
   config.window = o.window;
   config.stride = o.stride;
   config.max_tokens = o.max_tokens;
   if ((o.window > 0) != (o.stride > 0)) throw Error("--window and --stride go together");
   if (o.window > 0 && o.stride > o.window) throw Error("--stride must not exceed --window (pixels would be skipped)");
-  if (config.method == SegmentMethod::Dinoiser && o.heads.empty())
-    throw Error("--method dinoiser needs --heads FILE (CLIP-DINOiser's released checkpoints/last.pt)");
   SegmentRunOptions options;
-  options.batch.out_dir = o.out;
-  options.batch.shard = ShardSpec::parse(o.shard);
-  options.batch.limit = o.limit;
-  options.batch.resume = !o.no_resume;
+  options.batch = command.batch_options();
   options.decode.max_pixels = o.max_pixels;
   options.save_scores = o.save_cams;
   options.vis = o.vis;
-  const ModelOptions model_options = to_model_options(o.runtime);
+  (void)to_model_options(o.runtime);  // a bad --precision fails before any file is read
   const std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/false);
   check_output_folder(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
-  const std::string model_sha256 = sha256_file(o.model);
-  nlohmann::json settings = {{"command", "segment"},
-                             {"model_sha256", model_sha256},
-                             {"vocab_sha256", sha256_file(o.vocab)},
-                             {"class_set", nlohmann::json::parse(class_config.to_json_text())},
-                             {"label_ids", o.label_ids},
-                             {"method", to_string(config.method)},
-                             {"heads_sha256", o.heads.empty() ? "" : sha256_file(o.heads)},
-                             {"templates", nlohmann::json::array()},
-                             {"maskclip_residual", config.maskclip_residual},
-                             {"resize_short", o.resize_short},
-                             {"window", o.window},
-                             {"stride", o.stride},
-                             {"max_tokens", o.max_tokens},
-                             {"activation", o.runtime.activation},
-                             {"precision", o.runtime.precision}};
+  // The keys settings.json has always had for the heads file and MaskCLIP's
+  // residual, whether they came from --heads/--value-only or --set.
+  const std::string heads = params.all.count("heads") ? params.all.at("heads") : "";
+  const bool residual = params.all.count("residual")
+                            ? DenseMethodArgs(method.name, params.all, 0).flag("residual")
+                            : !o.value_only;
+  nlohmann::json settings = command.common_settings();
+  settings.update(nlohmann::json{{"command", "segment"},
+                                 {"class_set", nlohmann::json::parse(class_config.to_json_text())},
+                                 {"label_ids", o.label_ids},
+                                 {"method", method.name},
+                                 {"heads_sha256", heads.empty() ? "" : sha256_file(heads)},
+                                 {"templates", nlohmann::json::array()},
+                                 {"maskclip_residual", residual},
+                                 {"resize_short", o.resize_short},
+                                 {"window", o.window},
+                                 {"stride", o.stride}});
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
-  const std::vector<std::string> accepted = check_resume_settings(o.out, settings, o.no_resume, o.force_resume, o.dry_run);
-  if (o.dry_run) {
-    print_dry_run("segment", records, options.batch,
-                  [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; });
+  // Only parameters moved off their defaults, so earlier OUT folders resume;
+  // heads and residual have their own keys above, however they were spelled.
+  std::map<std::string, std::string> other_params = params.given;
+  other_params.erase("heads");
+  other_params.erase("residual");
+  const nlohmann::json changed = non_default_params(method.name, other_params);
+  if (!changed.empty()) settings["method_params"] = changed;
+  if (!command.check_settings(settings, records, options.batch,
+                              [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; }))
     return 0;
-  }
-  const std::string started_at = now_utc_iso8601();
 
-  spdlog::info("loading {} ({}, {})", printable(o.model), o.runtime.precision, o.runtime.device);
-  auto model = ClipModel::load(o.model, model_options);
-  check_vocab_fits_model(tokenizer, *model, o.vocab, o.model);
-  std::shared_ptr<const DinoiserHeads> heads;
-  if (config.method == SegmentMethod::Dinoiser)
-    heads = std::make_shared<DinoiserHeads>(DinoiserHeads::load(o.heads, model->config().vision.width));
+  const auto model = command.load_model(tokenizer);
+  std::shared_ptr<const DenseMethod> dense_method =
+      create_dense_method(method.name, params.all, model->config().vision.width);
   const at::Tensor queries = TextEncoder(*model, tokenizer).encode_classes(classes.queries, templates);
-  const DenseSegmenter segmenter(*model, queries, classes.query_class, classes.num_classes(), classes.background,
-                                 config, heads);
+  const DenseSegmenter segmenter(*model, dense_method, queries, classes.query_class, classes.num_classes(),
+                                 classes.background, config);
 
   spdlog::info("{} images listed; {} with {} classes ({} queries, {} templates); writing to {}", records.size(),
-               to_string(config.method), classes.num_classes(), classes.queries.size(), templates.size(),
+               method.name, classes.num_classes(), classes.queries.size(), templates.size(),
                printable(o.out));
   ProgressBar bar("segment");
   const BatchSummary s = segment_images(segmenter, classes, records, options, [&](const BatchProgress& p) { bar.update(p); });
   bar.finish();
 
-  const double wall = std::chrono::duration<double>(Clock::now() - start).count();
-  nlohmann::json run = batch_run_record("segment", o.model, settings,
-                                        {{"logit_scale", segmenter.logit_scale()},
-                                         {"max_pixels", o.max_pixels},
-                                         {"save_cams", o.save_cams},
-                                         {"vis", o.vis},
-                                         {"device", o.runtime.device},
-                                         {"threads", torch::get_num_threads()},
-                                         {"shard", o.shard},
-                                         {"limit", o.limit}},
-                                        o.input, records.size(), s, wall);
+  nlohmann::json run = command.run_record(
+      settings, {{"logit_scale", segmenter.logit_scale()}, {"save_cams", o.save_cams}, {"vis", o.vis}}, records, s);
   run["model"]["activation"] = to_string(model->config().activation);
   put_bytes(run["config"], "classes", o.classes);
-  put_bytes(run["config"], "heads", o.heads);
-  return finish_batch_run("segment", o.out, options.batch.shard, o.shard, std::move(run), records, o.vocab, started_at,
-                          accepted, s, !o.input.image.empty());
+  put_bytes(run["config"], "heads", heads);
+  return command.finish(std::move(run), records, s);
 }
 
 const bool registered = register_command({
     "segment", "open-vocabulary masks without image labels (MaskCLIP, NACLIP, CLIP-DINOiser)", [](CLI::App& sub) {
       auto o = std::make_shared<SegmentCli>();
-      sub.add_option("--model", o->model, "CLIP checkpoint (OpenAI .pt, state dict, safetensors)")->required();
-      sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
-      sub.add_option("--out", o->out, "output folder (masks/, confidence/, cams/, vis/, run.json)")->required();
-      add_input_options(sub, o->input, /*with_labels=*/false);
+      add_batch_input_options(sub, *o, "masks/, confidence/, cams/, vis/, run.json", /*with_labels=*/false);
       sub.add_option("--classes", o->classes,
                      "class names \"dog,grass,other\", or a class set voc | coco | toy | FILE (default by format)");
-      sub.add_option("--method", o->method, "maskclip | naclip | dinoiser")
-          ->check(CLI::IsMember({"maskclip", "naclip", "dinoiser"}))
+      sub.add_option("--method", o->method, method_help())
+          ->check([](const std::string& name) {
+            try {
+              find_dense_method(name);
+              return std::string();
+            } catch (const Error& e) {
+              return std::string(e.what());
+            }
+          })
           ->capture_default_str();
-      sub.add_option("--heads", o->heads, "CLIP-DINOiser heads (its checkpoints/last.pt), for --method dinoiser");
+      sub.add_option("--set", o->params, "a parameter of the method, KEY=VALUE (repeatable; keys in --method's help)");
+      sub.add_option("--heads", o->heads, "CLIP-DINOiser heads (its checkpoints/last.pt): --set heads=FILE");
       sub.add_option("--templates", o->templates, "imagenet80 | a file of templates | one template with {}")
           ->capture_default_str();
       sub.add_option("--resize-short", o->resize_short, "resize the short side to N px first (0 = no resize)")
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--window", o->window, "sliding-window size S in px (with --stride)")->check(CLI::NonNegativeNumber);
       sub.add_option("--stride", o->stride, "sliding-window stride T in px")->check(CLI::NonNegativeNumber);
-      sub.add_flag("--dry-run", o->dry_run, "check everything and list what would be done, without loading the model");
-      sub.add_flag("--value-only", o->value_only, "MaskCLIP/DINOiser: the value path without residual and FFN");
+      sub.add_flag("--value-only", o->value_only, "MaskCLIP/DINOiser: the value path without residual and FFN (--set residual=false)");
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (the class file's ids)")
           ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))
           ->capture_default_str();
       sub.add_flag("--save-cams", o->save_cams, "also write the method's scores (cams/<stem>_scores.npy, float16)");
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg");
-      sub.add_option("--max-tokens", o->max_tokens, "whole-image mode: cap on the patch grid h·w (0 = none)")
-          ->check(CLI::NonNegativeNumber)
-          ->capture_default_str();
-      add_max_pixels_option(sub, o->max_pixels);
-      sub.add_option("--shard", o->shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-      sub.add_option("--limit", o->limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
-      sub.add_flag("--no-resume", o->no_resume, "recompute images whose outputs exist (and record the new settings)");
-      sub.add_flag("--force-resume", o->force_resume,
-                   "resume even though OUT was made with other settings (existing outputs are kept)");
-      add_runtime_options(sub, o->runtime);
+      add_batch_run_options(sub, *o);
       return [o]() { return run_segment(*o); };
     }});
 

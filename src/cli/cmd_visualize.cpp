@@ -18,7 +18,7 @@
 #include "clipes/io/saved_cams.h"
 #include "clipes/text/class_config.h"
 #include "clipes/data/safe_path.h"
-#include "clipes/pipeline/run_settings.h"
+#include "clipes/pipeline/run_record.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/strings.h"
@@ -102,11 +102,11 @@ std::string write_sheet(const Options& o, const ClassConfig& classes, const std:
 
 // The ground truth to show: --gt, else the dataset run.json names when it has
 // label maps (VOC SegmentationClass/, COCO instances json). None is fine.
-std::unique_ptr<GtSource> open_ground_truth(const Options& o, const nlohmann::json& record) {
+std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optional<RunRecord>& record) {
   if (o.no_gt) return nullptr;
   std::string path = o.gt, split, format;
-  if (path.empty() && record.is_object() && record.contains("input") && record["input"].is_object()) {
-    const nlohmann::json& input = record["input"];
+  if (path.empty() && record) {
+    const nlohmann::json& input = record->input;
     format = input.value("format", "");
     if (input.contains("dataset") && input["dataset"].is_string() && (format == "voc" || format == "coco")) {
       path = input["dataset"].get<std::string>();
@@ -116,8 +116,7 @@ std::unique_ptr<GtSource> open_ground_truth(const Options& o, const nlohmann::js
     }
   }
   if (path.empty()) return nullptr;
-  const bool dataset_ids = record.is_object() && record.contains("config") &&
-                           record["config"].value("label_ids", "consecutive") == "dataset";
+  const bool dataset_ids = record && record->label_ids == "dataset";
   try {
     auto gt = std::make_unique<GtSource>(GtSource::open(path, dataset_ids, split));
     // A VOC root without SegmentationClass[Aug]/ opens as a plain folder of
@@ -135,15 +134,13 @@ int run_visualize(const Options& given) {
   // What generate recorded in run.json fills every option not given: the
   // class set itself (not just its name), the label ids, the image folder.
   Options o = given;
-  const nlohmann::json record = read_run_record(o.out);
-  const nlohmann::json config = record.is_object() ? record.value("config", nlohmann::json::object()) : nlohmann::json::object();
-  if (o.label_ids.empty()) o.label_ids = config.value("label_ids", "consecutive");
-  if (o.images.empty() && record.is_object() && record.contains("images_folder"))
-    o.images = record["images_folder"].get<std::string>();
+  const std::optional<RunRecord> record = RunRecord::read(o.out);
+  if (o.label_ids.empty()) o.label_ids = record ? record->label_ids : "consecutive";
+  if (o.images.empty() && record) o.images = record->images_folder;
   if (o.images.empty()) throw Error("--images: give the folder of the input images (" + printable(o.out) + " has no run.json naming it)");
-  const ClassConfig classes = !o.classes.empty()          ? ClassConfig::resolve(o.classes)
-                              : config.contains("class_set") ? ClassConfig::parse(config["class_set"].dump(), o.out + "/run.json")
-                                                             : ClassConfig::resolve("voc");
+  const ClassConfig classes = !o.classes.empty()                  ? ClassConfig::resolve(o.classes)
+                              : record && record->has_class_set ? record->class_set()
+                                                                : ClassConfig::resolve("voc");
   // The legend must name mask values the way generate wrote them.
   const std::vector<std::string> names_by_id =
       classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));

@@ -18,6 +18,7 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/blas_kernel.h"
 #include "clipes/util/error.h"
+#include "clipes/util/option_error.h"
 #include "clipes/util/strings.h"
 #include "command.h"
 
@@ -253,6 +254,8 @@ int main(int argc, char** argv) {
   clipes::reexec_with_better_openblas_kernel();
   keep_freed_memory_for_the_next_image();
   for (int i = 0; i < argc; ++i) args_storage().push_back(argv[i]);
+  // The library names settings by key (util/option_error.h); here they are flags.
+  clipes::set_option_spelling(clipes::long_option_spelling);
   CLI::App app{"clipes — pixel-level pseudo masks from image-level labels with CLIP (CLIP-ES)"};
   app.set_version_flag("--version", std::string("clipes ") + CLIPES_VERSION);
   app.require_subcommand(1);

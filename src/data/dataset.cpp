@@ -17,6 +17,7 @@
 #include "clipes/util/strings.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
+#include "clipes/util/option_error.h"
 
 namespace fs = std::filesystem;
 
@@ -183,7 +184,8 @@ std::string find_coco_annotations(const std::string& root_or_json, const std::st
   }
   if (found.empty()) throw file_error(annotations.string(), "no instances_*.json in this folder");
   if (found.size() > 1)
-    throw file_error(annotations.string(), "several instances_*.json (" + names + "); pass --split or the json file");
+    throw option_error(printable(annotations.string()) + ": several instances_*.json (" + names + "); pass " +
+                       option_key("split") + " or the json file");
   return (annotations / found.front()).string();
 }
 
@@ -281,10 +283,10 @@ std::vector<ImageRecord> read_dataset(const DatasetSource& source) {
   }
   if (source.format == "coco") return read_coco_dataset(source.root, source.images_dir, source.split);
   if (source.format == "folder") {
-    if (source.labels_file.empty()) throw Error("--format folder needs --labels-file (CSV or JSON)");
+    if (source.labels_file.empty()) throw option_error(option_key("format") + " folder needs " + option_key("labels_file") + " (CSV or JSON)");
     return read_folder_dataset(source.root, source.labels_file);
   }
-  throw Error("--format: expected voc, coco or folder, got '" + source.format + "'");
+  throw option_error(option_key("format") + ": expected voc, coco or folder, got '" + printable(source.format) + "'");
 }
 
 }  // namespace clipes

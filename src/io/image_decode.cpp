@@ -20,6 +20,7 @@
 #include "clipes/io/png_decode.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -82,9 +83,9 @@ std::string megapixels(double pixels) {
 void check_size(const ImageHeader& h, const DecodeLimits& limits, const std::string& name) {
   if (limits.max_pixels <= 0 || h.height <= limits.max_pixels / h.width) return;
   const double pixels = static_cast<double>(h.width) * static_cast<double>(h.height);
-  throw file_error(name, "image is " + std::to_string(h.width) + "×" + std::to_string(h.height) + " (" +
+  throw option_error(printable(name) + ": image is " + std::to_string(h.width) + "×" + std::to_string(h.height) + " (" +
                              megapixels(pixels) + "), over the pixel limit of " +
-                             megapixels(static_cast<double>(limits.max_pixels)) + " (--max-pixels)");
+                             megapixels(static_cast<double>(limits.max_pixels)) + " (" + option_key("max_pixels") + ")");
 }
 
 // IMREAD_UNCHANGED output (grey, grey+alpha, BGR or BGRA; 8 or 16 bits) → RGB.

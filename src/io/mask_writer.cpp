@@ -13,6 +13,7 @@
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -20,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 void write_cams_npy(const std::string& path, const at::Tensor* cams, const char* what) {
-  if (!cams || !cams->defined()) throw file_error(path, std::string("--save-cams needs the ") + what + " CAMs");
+  if (!cams || !cams->defined()) throw option_error(printable(path) + ": " + option_key("save_cams") + " needs the " + what + " CAMs");
   if (cams->dim() != 3) throw file_error(path, std::string(what) + " CAMs must be [K, H, W]");
   // float16 as the reference saves them (fixtures/parity/coco6/expected).
   write_npy(path, cams->detach().to(torch::kCPU, torch::kHalf).contiguous());
@@ -31,7 +32,7 @@ void write_cams_npy(const std::string& path, const at::Tensor* cams, const char*
 CamFormat parse_cam_format(const std::string& text) {
   if (text == "npy") return CamFormat::Npy;
   if (text == "clip-es") return CamFormat::ClipEs;
-  throw Error("--cam-format must be npy or clip-es, not '" + printable(text) + "'");
+  throw option_error(option_key("cam_format") + " must be npy or clip-es, not '" + printable(text) + "'");
 }
 
 const char* to_string(CamFormat format) { return format == CamFormat::ClipEs ? "clip-es" : "npy"; }
@@ -56,7 +57,8 @@ void write_mask_outputs(const MaskOutputPaths& paths, const PseudoMask& mask, co
     if (options.save_cams && options.cam_format == CamFormat::ClipEs) {
       for (const at::Tensor* t : {cams, refined})
         if (!t || !t->defined() || t->dim() != 3)
-          throw file_error(paths.clip_es, "--save-cams needs the unrefined and refined CAMs as [K, H, W]");
+          throw option_error(printable(paths.clip_es) + ": " + option_key("save_cams") +
+                             " needs the unrefined and refined CAMs as [K, H, W]");
       write_clip_es_cams(paths.clip_es, torch::tensor(class_indices, torch::kLong), *refined, *cams);
       written.push_back(paths.clip_es);
     } else if (options.save_cams) {

@@ -14,6 +14,7 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/zip_integrity.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -161,7 +162,7 @@ namespace {
 void resolve_activation(Checkpoint& ckpt, std::optional<Activation> override_activation) {
   if (override_activation) {
     ckpt.activation = *override_activation;
-    ckpt.activation_source = "--activation";
+    ckpt.activation_source = render_option_keys(option_key("activation"));  // the caller chose it
     return;
   }
   if (ckpt.format == CheckpointFormat::OpenAITorchScript) {
@@ -187,10 +188,10 @@ void resolve_activation(Checkpoint& ckpt, std::optional<Activation> override_act
     ckpt.activation_source = "Hugging Face default (no config.json with hidden_act beside it)";
     return;
   }
-  throw file_error(ckpt.path, std::string("OpenCLIP state dict") +
-                                  " does not say its MLP activation (no open_clip_config.json or config.json beside "
-                                  "it): pass --activation gelu for OpenCLIP LAION/DataComp weights, or --activation "
-                                  "quick-gelu for OpenAI weights and -quickgelu models");
+  throw option_error(printable(ckpt.path) +
+                     ": OpenCLIP state dict does not say its MLP activation (no open_clip_config.json or config.json "
+                     "beside it): pass " + option_key("activation") + " gelu for OpenCLIP LAION/DataComp weights, or " +
+                     option_key("activation") + " quick-gelu for OpenAI weights and -quickgelu models");
 }
 }  // namespace
 

@@ -6,6 +6,7 @@
 
 #include "clipes/model/checkpoint.h"
 #include "clipes/util/error.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 
@@ -13,7 +14,7 @@ Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::FP32;
   if (text == "bf16") return Precision::BF16;
   if (text == "fp16") return Precision::FP16;
-  throw Error("--precision " + text + ": expected fp32, bf16 or fp16");
+  throw option_error(option_key("precision") + " " + printable(text) + ": expected fp32, bf16 or fp16");
 }
 
 at::ScalarType precision_dtype(Precision p) {
@@ -87,7 +88,7 @@ ClipModel::ClipModel(const TensorMap& tensors, const ClipConfig& config, const M
     : config_(config), device_(options.device), dtype_(precision_dtype(options.precision)) {
   if (options.activation) config_.activation = *options.activation;
   if (options.precision == Precision::FP16 && !device_.is_cuda())
-    throw Error("--precision fp16 needs a CUDA device (use bf16 on CPU)");
+    throw option_error(option_key("precision") + " fp16 needs a CUDA device (use bf16 on CPU)");
   // Weights are converted once here; LayerNorms and logit_scale stay float32
   // (OpenAI keeps them in fp32 too, spec §1).
   const WeightSource source = [&](const std::string& name) {

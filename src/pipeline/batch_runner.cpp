@@ -14,6 +14,7 @@
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -146,10 +147,10 @@ ShardSpec ShardSpec::parse(const std::string& text) {
     s.count = std::stoi(count, &used);
     if (used != count.size()) throw std::invalid_argument("junk");
   } catch (const std::exception&) {
-    throw Error("--shard " + text + ": expected i/N, e.g. 0/4");
+    throw option_error(option_key("shard") + " " + printable(text) + ": expected i/N, e.g. 0/4");
   }
   if (s.count < 1 || s.index < 0 || s.index >= s.count)
-    throw Error("--shard " + text + ": need 0 <= i < N");
+    throw option_error(option_key("shard") + " " + printable(text) + ": need 0 <= i < N");
   return s;
 }
 

@@ -13,12 +13,12 @@
 #include <functional>
 #include <random>
 
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/cam/mask_from_cams.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/engine/vit_engine.h"
 #include "clipes/model/clip_model.h"
-#include "clipes/pipeline/clip_es.h"
+#include "clipes/methods/clip_es.h"
 
 namespace clipes {
 namespace {

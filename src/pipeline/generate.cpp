@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <mutex>
 
+#include "clipes/io/contact_sheet.h"
+#include "clipes/io/indexed_png.h"
 #include "clipes/pipeline/image_batch.h"
 #include "clipes/util/error.h"
 
@@ -26,6 +28,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
   std::mutex stats_mutex;
   ImageBatchSpec spec;
   const std::filesystem::path vis_dir = std::filesystem::path(options.batch.out_dir) / "vis";
+  const std::vector<std::string> names_by_id = classes.names_by_mask_value(options.label_ids);
   spec.output_files = [&](const std::string& id) {
     const MaskOutputPaths p = MaskOutputPaths::for_stem(options.batch.out_dir, id);
     return std::vector<std::string>{p.mask, p.confidence, p.cam, p.refined, p.keys, p.clip_es,
@@ -61,12 +64,21 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
     // The write runs while the next image computes: hand it only what it
     // writes. Without --save-cams and --vis that is the mask (5 bytes a
     // pixel), not the K full-size CAMs (4·K or 8·K bytes a pixel).
-    const bool needs_cams = options.write.save_cams || static_cast<bool>(options.after_write);
+    const bool needs_cams = options.write.save_cams || options.vis;
     if (!needs_cams) result.reset();
-    return [&options, &record, paths, result, mask, keys, rgb = needs_cams ? rgb : cv::Mat()]() {
+    return [&, paths, result, mask, keys, rgb = options.vis ? rgb : cv::Mat()]() {
       write_mask_outputs(paths, *mask, result ? &result->cams : nullptr, result ? &result->refined : nullptr, keys,
                          options.write);
-      if (options.after_write) options.after_write(record, rgb, *result, *mask);
+      if (!options.vis) return;
+      ContactSheetInput sheet;
+      sheet.rgb = rgb;
+      sheet.mask_ids = mask->labels;
+      for (int c : result->class_indices) sheet.label_names.push_back(classes.classes[static_cast<size_t>(c)].name);
+      sheet.cams = result->cams;
+      sheet.refined = result->refined;
+      sheet.class_name_by_id = names_by_id;
+      sheet.palette = voc_palette();
+      write_contact_sheet((vis_dir / (record.id + ".jpg")).string(), sheet);
     };
   };
   stats.batch = run_image_batch(records, options.batch, options.decode, spec, progress);

@@ -12,6 +12,7 @@
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -51,7 +52,8 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
     try {
       before = nlohmann::json::parse(read_file(path));
     } catch (const nlohmann::json::exception& e) {
-      throw file_error(path, std::string("not valid JSON (") + e.what() + "); --no-resume starts over");
+      throw option_error(printable(path) + ": not valid JSON (" + e.what() + "); " + option_key("no_resume") +
+                         " starts over");
     }
     const std::vector<std::string> differences = settings_differences(before.value("settings", nlohmann::json()), settings);
     if (differences.empty()) return {};
@@ -60,8 +62,9 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
     if (mode == ResumeMode::Resume) {
       std::string list;
       for (const auto& d : differences) list += (list.empty() ? "" : "; ") + d;
-      throw file_error(out_dir, "the outputs here were made with other settings (" + list +
-                                  "); --no-resume recomputes every image, --force-resume keeps the existing outputs");
+      throw option_error(printable(out_dir) + ": the outputs here were made with other settings (" + list + "); " +
+                         option_key("no_resume") + " recomputes every image, " + option_key("force_resume") +
+                         " keeps the existing outputs");
     }
   }
   if (!record) return {};
@@ -81,27 +84,6 @@ void append_run_history(const std::string& out_dir, const nlohmann::json& record
   ::close(fd);
   if (n != static_cast<ssize_t>(line.size()))
     throw file_error(path, std::string("cannot append: ") + (n < 0 ? std::strerror(err) : "short write"));
-}
-
-nlohmann::json read_run_record(const std::string& out_dir) {
-  std::vector<fs::path> candidates = {fs::path(out_dir) / "run.json"};
-  std::error_code ec;
-  std::vector<fs::path> shards;
-  for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("run.shard-", 0) == 0 && it->path().extension() == ".json") shards.push_back(it->path());
-  }
-  std::sort(shards.begin(), shards.end());
-  candidates.insert(candidates.end(), shards.begin(), shards.end());
-  for (const auto& c : candidates) {
-    if (!is_file(c)) continue;
-    try {
-      return nlohmann::json::parse(read_file(c.string()));
-    } catch (const nlohmann::json::exception& e) {
-      throw file_error(c.string(), std::string("not valid JSON (") + e.what() + ")");
-    }
-  }
-  return nullptr;
 }
 
 }  // namespace clipes

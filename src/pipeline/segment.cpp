@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/cam/mask_from_cams.h"
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/io/npy.h"
 #include "clipes/pipeline/image_batch.h"
-#include "clipes/segment/dense_segmenter.h"
+#include "clipes/methods/dense_segmenter.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
 
@@ -65,15 +65,15 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
     for (int c = 0; c < classes.num_classes(); ++c)
       lut.at<uchar>(0, c) = static_cast<uchar>(classes.mask_values[static_cast<size_t>(c)]);
     cv::Mat index_u8;
-    result->labels.convertTo(index_u8, CV_8UC1);
+    result->class_index.convertTo(index_u8, CV_8UC1);
     cv::LUT(index_u8, lut, mask->labels);
     mask->confidence = result->confidence;
     at::Tensor sheet_probs, sheet_regions;
     std::vector<std::string> sheet_names;
     if (options.vis) {
-      const std::vector<int> shown = classes_to_show(result->labels, classes.num_classes(), classes.background);
+      const std::vector<int> shown = classes_to_show(result->class_index, classes.num_classes(), classes.background);
       const at::Tensor probs = segmenter.class_probabilities(result->scores);
-      const at::Tensor labels = torch::from_blob(result->labels.data, {rgb.rows, rgb.cols}, torch::kInt).clone();
+      const at::Tensor labels = torch::from_blob(result->class_index.data, {rgb.rows, rgb.cols}, torch::kInt).clone();
       std::vector<at::Tensor> p, r;
       for (int c : shown) {
         sheet_names.push_back(classes.names[static_cast<size_t>(c)]);

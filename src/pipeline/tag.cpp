@@ -7,10 +7,12 @@
 #include <fstream>
 
 #include "clipes/io/image_decode.h"
+#include "clipes/model/clip_model.h"
 #include "clipes/io/preprocess.h"
 #include "clipes/pipeline/image_batch.h"
-#include "clipes/segment/tag_clip.h"
+#include "clipes/methods/tag_clip.h"
 #include "clipes/text/class_config.h"
+#include "clipes/text/text_features.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
@@ -172,6 +174,19 @@ std::vector<ImageTags> read_tags_jsonl(const std::string& path, const std::vecto
     out.push_back(parse_tags(j, class_names, path + ":" + std::to_string(n)));
   }
   return out;
+}
+
+std::vector<ImageTags> label_records_with_tags(const ClipModel& model, const BpeTokenizer& tokenizer,
+                                               const ClassConfig& classes, const std::vector<std::string>& templates,
+                                               std::vector<ImageRecord>& records, const BatchOptions& batch,
+                                               const DecodeLimits& decode, int max_tokens,
+                                               const std::function<void(size_t done, size_t total)>& progress) {
+  const at::Tensor text = TextEncoder(model, tokenizer).encode_classes(tag_queries(classes), templates);
+  const std::vector<std::string> names = tag_class_names(classes);
+  const TagClip tagger(model, text, static_cast<int>(names.size()));
+  std::vector<ImageTags> tags = predict_labels(tagger, names, records, batch, decode, max_tokens, progress);
+  write_tag_summaries(batch.out_dir, records, names);
+  return tags;
 }
 
 }  // namespace clipes

@@ -6,6 +6,7 @@
 
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -33,7 +34,7 @@ TrainingExport export_for_training(TrainingFramework framework, const TrainingEx
   const fs::path masks = fs::path(in.run_dir) / "masks";
   std::error_code ec;
   if (!fs::is_directory(masks, ec)) throw file_error(in.run_dir, "no masks/ folder here (not a generate or segment output)");
-  if (!fs::is_directory(in.images_dir, ec)) throw file_error(in.images_dir, "image folder does not exist (--images)");
+  if (!fs::is_directory(in.images_dir, ec)) throw option_error(printable(in.images_dir) + ": image folder does not exist (" + option_key("images") + ")");
   std::vector<std::string> stems;
   for (const auto& e : fs::directory_iterator(masks, ec))
     if (e.path().extension() == ".png" && e.is_regular_file()) stems.push_back(e.path().stem().string());

@@ -9,6 +9,7 @@
 #include "clipes/text/text_features.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/l2_normalize.h"
 
 namespace clipes {
 
@@ -33,7 +34,7 @@ std::vector<TemplateScore> rank_templates(const ClipModel& model, const BpeToken
                 std::to_string(image_features.size(0)) + " images");
   if (labels.empty()) throw Error("prompt ranking needs at least one labelled image");
   const TextEncoder encoder(model, tokenizer);
-  const at::Tensor images = image_features.to(torch::kFloat) / image_features.to(torch::kFloat).norm(2, -1, true);
+  const at::Tensor images = l2_normalize(image_features.to(torch::kFloat));
   std::vector<TemplateScore> out;
   for (const auto& t : templates) {
     const at::Tensor text = encoder.encode_classes(class_prompts, {t}).to(images.device());

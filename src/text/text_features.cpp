@@ -6,18 +6,14 @@
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/option_error.h"
+#include "clipes/util/l2_normalize.h"
 
 namespace clipes {
-namespace {
-
-at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, -1, /*keepdim=*/true); }
-
-}  // namespace
-
 SynonymMode parse_synonym_mode(const std::string& text) {
   if (text == "joint") return SynonymMode::Joint;
   if (text == "average") return SynonymMode::Average;
-  throw Error("--synonyms: expected joint or average, got '" + text + "'");
+  throw option_error(option_key("synonyms") + ": expected joint or average, got '" + printable(text) + "'");
 }
 
 std::string fill_template(const std::string& templ, const std::string& class_text) {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/io/pseudo_mask.h"
 
 namespace at { class Tensor; }
 

@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/cam/mask_from_cams.h"
 #include "clipes/data/dataset.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/pipeline/batch_runner.h"
-#include "clipes/pipeline/clip_es.h"
+#include "clipes/methods/clip_es.h"
 #include "clipes/text/class_config.h"
 
 namespace clipes {
@@ -28,9 +28,11 @@ struct GenerateOptions {
   PseudoMaskOptions mask;
   MaskWriteOptions write;
   ClassConfig::LabelIds label_ids = ClassConfig::LabelIds::Consecutive;
-  // Called after writing an image's outputs, on the write thread (e.g. the
-  // contact sheet of `--vis`). Its errors are recorded like write errors.
-  std::function<void(const ImageRecord&, const cv::Mat& rgb, const ClipEsResult&, const PseudoMask&)> after_write;
+  // Also a contact sheet per image, OUT/vis/<stem>.jpg (image, CAMs, refined
+  // CAMs, mask), drawn from the in-memory float32 CAMs after the mask is
+  // written, as segment_images does: a run killed in between has no sheet for
+  // that image, and `clipes visualize` can redo it from saved CAMs.
+  bool vis = false;
 };
 
 struct GenerateStats {

@@ -45,9 +45,4 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
 // the file when it cannot.
 void append_run_history(const std::string& out_dir, const nlohmann::json& record);
 
-// The run record of OUT (run.json, else the first run.shard-*.json), or null
-// when there is none: what eval and visualize read classes, label ids and the
-// image folder from.
-nlohmann::json read_run_record(const std::string& out_dir);
-
 }  // namespace clipes

@@ -18,7 +18,7 @@
 #include "clipes/data/dataset.h"
 #include "clipes/io/image_decode.h"
 #include "clipes/pipeline/batch_runner.h"
-#include "clipes/segment/segment_classes.h"
+#include "clipes/methods/segment_classes.h"
 
 namespace clipes {
 

@@ -1,5 +1,5 @@
 // tag_images — `clipes tag` over a list of images: TagCLIP tags per image
-// (segment/tag_clip.h), no labels needed, on the shared batch machinery
+// (methods/tag_clip.h), no labels needed, on the shared batch machinery
 // (pipeline/image_batch.h: resume, shards, failure log, atomic writes).
 //
 // Outputs under OUT:
@@ -21,6 +21,8 @@
 
 namespace clipes {
 
+class BpeTokenizer;
+class ClipModel;
 class TagClip;
 struct ClassConfig;
 
@@ -64,6 +66,16 @@ std::vector<ImageTags> predict_labels(const TagClip& tagger, const std::vector<s
                                       std::vector<ImageRecord>& records, const BatchOptions& batch,
                                       const DecodeLimits& decode, int max_tokens,
                                       const std::function<void(size_t done, size_t total)>& progress = {});
+
+// `generate --labels auto` end to end: TagCLIP with `clipes tag`'s default
+// settings over the class set's queries and `templates`, predict_labels on
+// `records`, then tags.jsonl and labels.json as `clipes tag` writes them.
+// Returns the tags of the records it labelled.
+std::vector<ImageTags> label_records_with_tags(const ClipModel& model, const BpeTokenizer& tokenizer,
+                                               const ClassConfig& classes, const std::vector<std::string>& templates,
+                                               std::vector<ImageRecord>& records, const BatchOptions& batch,
+                                               const DecodeLimits& decode, int max_tokens,
+                                               const std::function<void(size_t done, size_t total)>& progress = {});
 
 // Reads a tags.jsonl (tag_images' or another run's): id, scores by class name, tags.
 std::vector<ImageTags> read_tags_jsonl(const std::string& path, const std::vector<std::string>& class_names);

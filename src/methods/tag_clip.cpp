@@ -1,4 +1,4 @@
-#include "clipes/segment/tag_clip.h"
+#include "clipes/methods/tag_clip.h"
 
 #include <torch/torch.h>
 
@@ -8,11 +8,10 @@
 #include "clipes/model/clip_model.h"
 #include "clipes/model/last_block.h"
 #include "clipes/util/error.h"
+#include "clipes/util/l2_normalize.h"
 
 namespace clipes {
 namespace {
-
-at::Tensor unit_rows(const at::Tensor& x) { return x / x.norm(2, -1, true); }
 
 // The official code embeds at the CLIP-ES position resize (bilinear, stored
 // as float16): upsample_pos_emb in its clip_model.py.
@@ -123,7 +122,7 @@ TagResult TagClip::classify(const at::Tensor& image) const {
   const at::Tensor text = text_.to(f.patch_features.device());
   const double scale = model_.logit_scale_exp();
 
-  const at::Tensor patches = unit_rows(f.patch_features[0].to(torch::kFloat));       // [n, E]
+  const at::Tensor patches = l2_normalize(f.patch_features[0].to(torch::kFloat));       // [n, E]
   const at::Tensor coarse = torch::softmax(scale * torch::matmul(patches, text.t()), -1);  // [n, Q]
   std::vector<at::Tensor> attention;
   for (const at::Tensor& a : f.attention) attention.push_back(a[0].slice(0, 1).slice(1, 1).to(torch::kFloat));
@@ -157,7 +156,7 @@ TagResult TagClip::classify(const at::Tensor& image) const {
       DenseForwardOptions crop_options = tagclip_forward(LastBlockKind::Standard);
       crop_options.attention_mask = mask;
       const DenseForward fc = model_.dense_forward(crop, crop_options);
-      const at::Tensor cls = unit_rows(fc.cls_feature[0].to(torch::kFloat));
+      const at::Tensor cls = l2_normalize(fc.cls_feature[0].to(torch::kFloat));
       const float score = torch::softmax(scale * torch::matmul(text, cls), 0)[c].item<float>();
       float& s = result.scores[static_cast<size_t>(c)];
       s = static_cast<float>((1 - config_.crop_weight) * s + config_.crop_weight * score);

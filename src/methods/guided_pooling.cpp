@@ -1,9 +1,10 @@
-#include "clipes/segment/guided_pooling.h"
+#include "clipes/methods/guided_pooling.h"
 
 #include <torch/torch.h>
 
 #include "clipes/model/checkpoint.h"
 #include "clipes/util/error.h"
+#include "clipes/util/l2_normalize.h"
 
 namespace clipes {
 namespace {
@@ -30,10 +31,6 @@ at::Tensor take(const TensorMap& t, const std::string& path, const std::string& 
 
 }  // namespace
 
-at::Tensor l2_normalize(const at::Tensor& x, int64_t dim) {
-  return x / x.norm(2, dim, /*keepdim=*/true).clamp_min(1e-12);
-}
-
 DinoiserHeads DinoiserHeads::load(const std::string& path, int backbone_width) {
   const TensorMap t = read_torch_save_tensors(path);
   DinoiserHeads h;
@@ -53,11 +50,11 @@ at::Tensor DinoiserHeads::project(const at::Tensor& tap) const {
   const at::Tensor x = tap.to(torch::kFloat).unsqueeze(0);
   const at::Tensor padded = at::replication_pad2d(x, {1, 1, 1, 1});  // padding_mode='replicate'
   const at::Tensor y = at::conv2d(padded, obj_weight_.to(x.device()), obj_bias_.to(x.device()));
-  return l2_normalize(y, 1).squeeze(0);
+  return l2_normalize(y, 1, 1e-12).squeeze(0);
 }
 
 at::Tensor DinoiserHeads::objectness(const at::Tensor& tap) const {
-  const at::Tensor x = l2_normalize(tap.to(torch::kFloat).unsqueeze(0), 1);
+  const at::Tensor x = l2_normalize(tap.to(torch::kFloat).unsqueeze(0), 1, 1e-12);
   return at::sigmoid(at::conv2d(x, bkg_weight_.to(x.device()), bkg_bias_.to(x.device()))).squeeze(0).squeeze(0);
 }
 

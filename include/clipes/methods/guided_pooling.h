@@ -12,10 +12,9 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace clipes {
+#include "clipes/util/l2_normalize.h"  // the heads' projections are unit vectors (eps 1e-12)
 
-// torch.nn.functional.normalize: x / max(‖x‖₂, 1e-12) along dim.
-at::Tensor l2_normalize(const at::Tensor& x, int64_t dim);
+namespace clipes {
 
 class DinoiserHeads {
  public:

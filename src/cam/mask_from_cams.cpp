@@ -1,4 +1,4 @@
-#include "clipes/cam/pseudo_mask.h"
+#include "clipes/cam/mask_from_cams.h"
 
 #include <torch/torch.h>
 
@@ -53,20 +53,6 @@ PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& l
       const float conf = background ? (k == 0 ? 1.0f : bg) : fg_max;
       conf_row[x] = conf;
       label_row[x] = conf < options.ignore_below ? 255 : background ? 0 : static_cast<uint8_t>(label_ids[best]);
-    }
-  }
-  return out;
-}
-
-cv::Mat confidence_to_u8(const cv::Mat& confidence) {
-  if (confidence.type() != CV_32FC1) throw Error("confidence_to_u8: expected a CV_32FC1 map");
-  cv::Mat out(confidence.size(), CV_8UC1);
-  for (int y = 0; y < confidence.rows; ++y) {
-    const float* src = confidence.ptr<float>(y);
-    uint8_t* dst = out.ptr<uint8_t>(y);
-    for (int x = 0; x < confidence.cols; ++x) {
-      const double v = std::min(1.0, std::max(0.0, static_cast<double>(src[x])));
-      dst[x] = static_cast<uint8_t>(std::floor(255.0 * v + 0.5));
     }
   }
   return out;

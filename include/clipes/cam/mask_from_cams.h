@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "clipes/io/pseudo_mask.h"
+
 namespace at { class Tensor; }
 
 namespace clipes {
@@ -21,18 +23,10 @@ struct PseudoMaskOptions {
   bool float16_scores = true;
 };
 
-struct PseudoMask {
-  cv::Mat labels;      // CV_8UC1 class ids (0 background, 255 ignore)
-  cv::Mat confidence;  // CV_32FC1 winning score in [0, 1]
-};
-
 // refined: CPU float32 [K, H, W]; label_ids[c]: the mask value written for CAM c
 // (1..254). argmax over [bg, R_1..R_K] with ties to the lower index, so
 // background wins ties. K = 0 gives all background with confidence 1.
 PseudoMask make_pseudo_mask(const at::Tensor& refined, const std::vector<int>& label_ids,
                             const PseudoMaskOptions& options = {});
-
-// round(255·conf) as CV_8UC1 (halves round up), for the confidence PNG.
-cv::Mat confidence_to_u8(const cv::Mat& confidence);
 
 }  // namespace clipes

@@ -1,10 +1,11 @@
-#include "clipes/segment/segment_classes.h"
+#include "clipes/methods/segment_classes.h"
 
 #include <algorithm>
 #include <cctype>
 
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/option_error.h"
 
 namespace clipes {
 namespace {
@@ -16,26 +17,26 @@ std::string lower(std::string s) {
 
 ClassConfig class_config_from_list(const std::string& comma_list) {
   const std::vector<std::string> names = split_comma_list(comma_list);
-  if (names.empty()) throw Error("--classes \"" + printable(comma_list) + "\": no class names");
+  if (names.empty()) throw option_error(option_key("classes") + " \"" + printable(comma_list) + "\": no class names");
   ClassConfig config;
   config.name = "list";
   config.default_template = "a photo of a {}.";
   for (const auto& n : names) {
     if (lower(n) == "background") {
-      if (!config.background.empty()) throw Error("--classes: \"background\" is listed twice");
+      if (!config.background.empty()) throw option_error(option_key("classes") + ": \"background\" is listed twice");
       config.background.push_back(n);
       continue;
     }
     for (const auto& c : config.classes)
-      if (lower(c.name) == lower(n)) throw Error("--classes: \"" + printable(n) + "\" is listed twice");
+      if (lower(c.name) == lower(n)) throw option_error(option_key("classes") + ": \"" + printable(n) + "\" is listed twice");
     ClassEntry e;
     e.name = n;
     e.prompt = n;
     e.id = config.num_classes() + 1;
     config.classes.push_back(e);
   }
-  if (config.classes.empty()) throw Error("--classes: no class besides background");
-  if (config.classes.size() > 254) throw Error("--classes: at most 254 classes fit a mask PNG");
+  if (config.classes.empty()) throw option_error(option_key("classes") + ": no class besides background");
+  if (config.classes.size() > 254) throw option_error(option_key("classes") + ": at most 254 classes fit a mask PNG");
   return config;
 }
 
@@ -60,6 +61,10 @@ SegmentClasses SegmentClasses::from_class_config(const ClassConfig& config, Clas
     }
   }
   if (s.names.empty()) throw Error("class set " + config.name + " has no classes");
+  // Class indices are written through 256-entry tables (pipeline/segment.cpp).
+  if (s.num_classes() > 255)
+    throw Error("class set " + config.name + ": " + std::to_string(config.num_classes()) +
+                " classes, but a mask PNG holds at most 254 classes");
   return s;
 }
 

@@ -1,4 +1,4 @@
-#include "clipes/pipeline/clip_es.h"
+#include "clipes/methods/clip_es.h"
 
 #include <torch/torch.h>
 

@@ -1,6 +1,6 @@
 // ClipEs — the whole CLIP-ES algorithm for one image (spec §3–§6): image +
 // label class indices → per label the unrefined CAM and the CAA-refined CAM at
-// the image's size. Turning those into a mask is cam/pseudo_mask.h; writing
+// the image's size. Turning those into a mask is cam/mask_from_cams.h; writing
 // them is io/mask_writer.h.
 //
 // Everything that does not depend on the image is done once in the

@@ -1,0 +1,36 @@
+// RunRecord — what OUT/run.json tells the commands that read a run back
+// (eval, export, visualize): the class set the masks were written with, their
+// label ids, the image folder and the input. One typed reader, so a field is
+// parsed (and its type checked) in one place; the writer is the batch
+// commands' common run record (src/cli/batch_command.h).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "clipes/text/class_config.h"
+
+namespace clipes {
+
+struct RunRecord {
+  std::string path;                      // the file read
+  std::string command;                   // generate | segment | tag ("" in early records)
+  bool has_class_set = false;
+  std::string class_set_text;            // config.class_set as JSON text
+  std::string class_set_name = "?";      // its "name"
+  std::string label_ids = "consecutive"; // config.label_ids
+  std::string images_folder;             // "" when not recorded
+  nlohmann::json input = nlohmann::json::object();  // the "input" block
+
+  // The recorded class set; throws clipes::Error naming the file when the
+  // record has none.
+  ClassConfig class_set() const;
+
+  // OUT's record (run.json, else the first run.shard-*.json), or nullopt when
+  // there is none. Invalid JSON or a field of the wrong type is an error
+  // naming the file and the field.
+  static std::optional<RunRecord> read(const std::string& out_dir);
+};
+
+}  // namespace clipes
