@@ -9,7 +9,10 @@
 #include <opencv2/core/utils/logger.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <thread>
@@ -20,6 +23,7 @@
 #include "clipes/util/error.h"
 #include "clipes/util/option_error.h"
 #include "clipes/util/strings.h"
+#include "clipes/util/user_file.h"
 #include "command.h"
 
 namespace clipes::cli {
@@ -94,7 +98,7 @@ void write_json_output(const JsonOutput& out, const nlohmann::json& j) {
   if (out.to_stdout()) {
     std::cout << j.dump(2) << "\n" << std::flush;
   } else {
-    clipes::write_file_atomic(out.path, j.dump(2) + "\n");
+    clipes::write_user_file(out.path, j.dump(2) + "\n");  // a FIFO or /dev/stdout stays one
   }
 }
 
@@ -247,6 +251,22 @@ void keep_freed_memory_for_the_next_image() {
   mallopt(M_TOP_PAD, 64 << 20);
 }
 
+namespace {
+// Results go to stdout (tables, JSON, paths): if they could not be written
+// (a full disk behind `> file`, a closed pipe with SIGPIPE ignored), the run
+// failed although the command itself succeeded — exit 1, as for any output
+// that could not be written, never 0.
+int stdout_written(int code) {
+  std::cout.flush();
+  errno = 0;
+  const bool failed = std::fflush(stdout) != 0 || std::ferror(stdout) != 0 || std::cout.fail();
+  if (!failed) return code;
+  std::cerr << "clipes: error: standard output: " << (errno ? std::strerror(errno) : "write failed")
+            << " (the results were not written)\n";
+  return code == 0 ? 1 : code;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace clipes::cli;
   // Before anything else: on a CPU that OpenBLAS does not recognise, run again
@@ -296,7 +316,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(quiet ? spdlog::level::err : verbose ? spdlog::level::debug : spdlog::level::info);
   set_quiet_output(quiet);
   try {
-    return run ? run() : 0;
+    return stdout_written(run ? run() : 0);
   } catch (const clipes::Error& e) {
     std::cerr << "clipes: error: " << clipes::printable(e.what()) << "\n";
     return 2;
