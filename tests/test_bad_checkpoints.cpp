@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <limits>
 #include <filesystem>
 #include <random>
 
@@ -183,4 +184,66 @@ TEST(BadCheckpoints, LegacyTorchSave) {
 
 TEST(BadCheckpoints, AFolderInsteadOfAFile) {
   expect_one_line_error(temp_dir(), {"folder"});
+}
+
+TEST(BadCheckpoints, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  // Before: all-background masks with confidence 0, "nan" probabilities, exit 0.
+  for (const double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    TensorMap t = fixture_tensors();
+    at::Tensor w = t.at("visual.transformer.resblocks.2.mlp.c_fc.weight").clone();
+    w.view(-1)[17] = bad;
+    t["visual.transformer.resblocks.2.mlp.c_fc.weight"] = w;
+    const std::string path = temp_dir() + "/non-finite.pt";
+    save_state_dict(path, t);
+    expect_one_line_error(path, {"tensor visual.transformer.resblocks.2.mlp.c_fc.weight holds NaN or infinite values"});
+  }
+}
+
+TEST(BadCheckpoints, AnAllZeroProjectionIsRefused) {
+  // Finite weights, but every unit feature is 0/0: before, NaN CAMs became an
+  // all-background mask with exit 0.
+  for (const char* name : {"visual.proj", "text_projection"}) {
+    TensorMap t = fixture_tensors();
+    t[name] = torch::zeros_like(t.at(name));
+    const std::string path = temp_dir() + "/zero-proj.pt";
+    save_state_dict(path, t);
+    expect_one_line_error(path, {std::string("tensor ") + name + " is all zeros"});
+  }
+}
+
+TEST(BadCheckpoints, AModelWithNonFiniteFeaturesFailsEachImageInsteadOfWritingAMask) {
+  // Finite weights whose features overflow float32: the image's scores are
+  // NaN or infinite. That image is a failure record, not a mask.
+  TensorMap t = fixture_tensors();
+  // ln_post's output near 1e38 times a projection near 1e37: every product
+  // overflows, so the features are infinite and their unit vectors NaN.
+  t["visual.ln_post.weight"] = t.at("visual.ln_post.weight").to(torch::kFloat) * 1e38;
+  t["visual.proj"] = t.at("visual.proj").to(torch::kFloat) * 1e38;
+  const std::string path = temp_dir() + "/overflowing-proj.pt";
+  save_state_dict(path, t);
+  const std::string image = test::shared("fixtures/parity/coco6/images/000000020992.jpg");
+  for (const std::string command : {"generate", "segment"}) {
+    const std::string out = temp_dir() + "/zero-proj-" + command;
+    const std::string extra = command == "generate" ? " --labels cat" : " --method maskclip";
+    std::string log;
+    // One image, and it failed: nothing was produced (exit 1), the reason is recorded.
+    EXPECT_EQ(test::run_command(test::clipes_binary() + " " + command + " -q --activation quick-gelu --model " + path +
+                                    " --vocab " + test::vocab_path() + " --image " + image + extra + " --out " + out,
+                                &log),
+              1)
+        << command << ": " << log;
+    EXPECT_FALSE(std::filesystem::exists(out + "/masks/000000020992.png")) << command;
+    EXPECT_NE(read_file(out + "/failures.jsonl").find("NaN or infinite"), std::string::npos) << command;
+  }
+  // tag: a failure record, no tags; classify: an error, no "nan" table.
+  const std::string common = " -q --activation quick-gelu --model " + path + " --vocab " + test::vocab_path() +
+                             " --image " + image;
+  std::string log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " tag" + common + " --out " + temp_dir() + "/zero-proj-tag", &log),
+            1)
+      << log;
+  EXPECT_NE(read_file(temp_dir() + "/zero-proj-tag/failures.jsonl").find("NaN or infinite"), std::string::npos);
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " classify" + common + " --classes cat,dog", &log), 2) << log;
+  EXPECT_NE(log.find("not finite"), std::string::npos) << log;
+  EXPECT_EQ(log.find("nan"), std::string::npos) << log;
 }

@@ -27,6 +27,9 @@ std::vector<ClassProbability> zero_shot_classify(const ClipModel& model, const B
   const at::Tensor img = l2_normalize(image_features);
   const at::Tensor logits = model.logit_scale_exp() * at::matmul(img, txt.t());  // [1, C]
   const at::Tensor probs = torch::softmax(logits, -1)[0].to(at::kCPU, at::kDouble).contiguous();
+  if (!at::isfinite(probs).all().item<bool>())
+    throw Error("zero-shot classification: the probabilities are not finite (the model's features are NaN or "
+                "infinite for this image)");
 
   std::vector<ClassProbability> out(classes.size());
   for (size_t i = 0; i < classes.size(); ++i) out[i] = {classes[i], probs[static_cast<int64_t>(i)].item<double>()};

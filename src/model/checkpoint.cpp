@@ -251,6 +251,16 @@ Checkpoint load_checkpoint(const std::string& path, std::optional<Activation> ac
   // Keep exactly the weights the model uses; report the bulk dtype.
   TensorMap kept;
   for (const auto& [name, _] : config.expected_shapes()) kept[name] = tensors.at(name);
+  // NaN or infinite weights (a broken conversion, an fp16 overflow) gave
+  // all-background masks with confidence 0 and exit 0: refused here, naming
+  // the first such tensor (one pass over the weights, well under a second).
+  for (const auto& [name, t] : kept)
+    if (t.is_floating_point() && !at::isfinite(t).all().item<bool>())
+      throw file_error(path, "tensor " + name + " holds NaN or infinite values (a damaged checkpoint)");
+  // An all-zero projection makes every unit feature 0/0 (or 0 under
+  // F.normalize): finite weights, meaningless masks.
+  for (const char* name : {"visual.proj", "text_projection"})
+    if (!kept.at(name).any().item<bool>()) throw file_error(path, std::string("tensor ") + name + " is all zeros");
   ckpt.tensors = std::move(kept);
   ckpt.storage_dtype = c10::toString(ckpt.tensors.at("visual.conv1.weight").scalar_type());
   resolve_activation(ckpt, activation);

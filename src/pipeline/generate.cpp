@@ -42,6 +42,11 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
       throw Error(record.image_path + ": no image-level labels, skipped (CLIP-ES needs at least one)");
     const std::vector<int> class_indices = classes.resolve_labels(record.labels);
     auto result = std::make_shared<ClipEsResult>(clip_es.run(rgb, class_indices));
+    // A model that yields non-finite features (e.g. a zero projection) makes
+    // NaN CAMs, which would become an all-background mask: a failure instead.
+    if (!at::isfinite(result->refined).all().item<bool>())
+      throw Error(record.image_path + ": the CAMs hold NaN or infinite values (the model's features are not finite "
+                                      "for this image)");
     std::vector<int> mask_values;
     std::vector<int64_t> keys;
     for (int c : result->class_indices) {

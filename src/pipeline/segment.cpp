@@ -59,6 +59,11 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
   };
   spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
     auto result = std::make_shared<SegmentResult>(segmenter.run(rgb));
+    // Non-finite scores (e.g. a zero projection) would become a mask of
+    // whatever class wins a NaN comparison: a failure instead.
+    if (!at::isfinite(result->scores).all().item<bool>())
+      throw Error(record.image_path + ": the class scores hold NaN or infinite values (the model's features are "
+                                      "not finite for this image)");
     auto mask = std::make_shared<PseudoMask>();
     // Class index → mask value through a 256-entry table.
     cv::Mat lut(1, 256, CV_8UC1, cv::Scalar(255));

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -50,6 +51,10 @@ ImageTags parse_tags(const nlohmann::json& j, const std::vector<std::string>& cl
 
 // One image's tags from the classifier's result.
 ImageTags image_tags(const ImageRecord& record, const TagResult& result, const std::vector<std::string>& class_names) {
+  for (const float s : result.scores)
+    if (!std::isfinite(s))
+      throw Error(record.image_path + ": the tag scores hold NaN or infinite values (the model's features are not "
+                                      "finite for this image)");
   ImageTags t;
   t.id = record.id;
   t.image = fs::path(record.image_path).filename().string();
