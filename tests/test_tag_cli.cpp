@@ -110,5 +110,38 @@ TEST(TagCli, GenerateWithAutoLabelsTagsThenSegmentsAndRecordsTheTags) {
   EXPECT_NE(log.find("--labels goes with --image"), std::string::npos) << log;
 }
 
+TEST(TagCli, TagsNeverReplaceALabelsFileTheyDidNotWrite) {
+  // Before: with --out equal to the image folder, tag (and generate --labels
+  // auto) replaced the user's own labels.json.
+  const std::string dir = test::make_temp_dir("tag-own-labels");
+  fs::copy_file(test::shared("fixtures/parity/coco6/images/000000020992.jpg"), dir + "/a.jpg");
+  const std::string mine = R"({"a.jpg": ["dog"]})" "\n";
+  write_file_atomic(dir + "/labels.json", mine);
+  std::string log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " -q tag" + model_args() + " --dataset " + dir +
+                                  " --format folder --out " + dir,
+                              &log),
+            2)
+      << log;
+  EXPECT_NE(log.find(dir + "/labels.json: exists and was not written by a tag run"), std::string::npos) << log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " -q generate" + model_args() + " --image " + dir +
+                                  "/a.jpg --labels auto --out " + dir,
+                              &log),
+            2)
+      << log;
+  EXPECT_EQ(read_file(dir + "/labels.json"), mine);
+  // A tag run's own summaries are rewritten by the next run into that folder.
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " -q tag" + model_args() + " --image " + dir +
+                                  "/a.jpg --out " + dir + "/tags-out",
+                              &log),
+            0)
+      << log;
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " -q tag" + model_args() + " --image " + dir +
+                                  "/a.jpg --out " + dir + "/tags-out",
+                              &log),
+            0)
+      << log;
+}
+
 }  // namespace
 }  // namespace clipes

@@ -89,6 +89,7 @@ int run_generate(const GenerateCli& o) {
   const std::vector<std::string> tag_templates =
       labels_auto ? resolve_templates("tagclip85") : std::vector<std::string>{};
   check_output_folder(o.out);
+  if (labels_auto) check_tag_summaries_are_ours(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
   // Everything that changes an output byte; a resume must have made its

@@ -47,6 +47,7 @@ int run_tag(const TagCli& o) {
   (void)to_model_options(o.runtime);  // a bad --precision fails before any file is read
   const std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/false);
   check_output_folder(o.out);
+  check_tag_summaries_are_ours(o.out);
   const BpeTokenizer tokenizer = BpeTokenizer::from_file(o.vocab);
 
   nlohmann::json settings = command.common_settings();

@@ -112,6 +112,17 @@ BatchSummary tag_images(const TagClip& tagger, const std::vector<std::string>& c
   return run_image_batch(records, options.batch, options.decode, spec, progress);
 }
 
+void check_tag_summaries_are_ours(const std::string& out_dir) {
+  if (is_dir(fs::path(out_dir) / "tags")) return;  // an earlier tag run's summaries
+  for (const char* name : {"labels.json", "tags.jsonl"}) {
+    const fs::path p = fs::path(out_dir) / name;
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(p, ec)))
+      throw file_error(p.string(), "exists and was not written by a tag run (no tags/ beside it); tags would replace "
+                                   "it: write them to another output folder");
+  }
+}
+
 std::vector<ImageTags> write_tag_summaries(const std::string& out_dir, const std::vector<ImageRecord>& records,
                                            const std::vector<std::string>& class_names) {
   std::vector<ImageTags> all;

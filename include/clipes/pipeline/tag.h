@@ -52,6 +52,12 @@ BatchSummary tag_images(const TagClip& tagger, const std::vector<std::string>& c
                         const std::vector<ImageRecord>& records, const TagRunOptions& options,
                         const std::function<void(const BatchProgress&)>& progress = {});
 
+// The summaries replace OUT/labels.json and OUT/tags.jsonl. Before a run:
+// throws clipes::Error when one of them exists but OUT has no tags/ folder —
+// a file clipes did not write (e.g. the user's own labels file, with OUT
+// being the image folder), which must never be overwritten.
+void check_tag_summaries_are_ours(const std::string& out_dir);
+
 // Reads tags/<stem>.json of every record that has one (list order) and writes
 // OUT/tags.jsonl and OUT/labels.json atomically. Returns what it read.
 std::vector<ImageTags> write_tag_summaries(const std::string& out_dir, const std::vector<ImageRecord>& records,
