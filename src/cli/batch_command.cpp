@@ -24,7 +24,8 @@
 
 namespace clipes::cli {
 
-// run.json's "counts" and the history's "timings_s" (defined below).
+// run.json's "counts" and the history's "timings_s" (defined below). These and
+// the helpers after them are BatchCommand's steps; commands call BatchCommand.
 nlohmann::json counts_json(size_t listed, const BatchSummary& s);
 nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
 
@@ -102,6 +103,9 @@ void check_output_folder(const std::string& out) {
   if (::access(out.c_str(), W_OK | X_OK) != 0) throw file_error(out, "output folder is not writable");
 }
 
+// The resume rule (pipeline/run_settings.h) with the two flags; returns the
+// differences --force-resume accepted (already warned about).
+// dry_run: check only, leave settings.json as it is.
 std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
                                                bool force_resume, bool dry_run) {
   if (force_resume && no_resume) throw Error("--force-resume and --no-resume exclude each other");
@@ -115,6 +119,9 @@ std::vector<std::string> check_resume_settings(const std::string& out, const nlo
   return accepted;
 }
 
+// Writes OUT/run.json (run.shard-i-of-N.json for a shard) and appends the
+// history record (argv added here); false, with the error logged, when
+// either cannot be written.
 bool write_run_record(const std::string& out, const ShardSpec& shard, const nlohmann::json& run,
                       nlohmann::json history) {
   const std::string run_name = shard.count > 1 ? "run.shard-" + std::to_string(shard.index) + "-of-" +
@@ -172,6 +179,10 @@ void check_labels_match_class_set(const std::vector<ImageRecord>& records, const
               (hint.empty() ? "; pass --classes with a class file that names them" : hint));
 }
 
+// --dry-run: what a run would do (images listed, in this shard, already
+// complete, to compute; the first ids to compute) on stdout, after every
+// check and without loading the model. `mask_of(id)` is the mask file of an
+// image, whose presence means complete.
 void print_dry_run(const std::string& command, const std::vector<ImageRecord>& records, const BatchOptions& batch,
                    const std::function<std::string(const std::string& id)>& mask_of) {
   std::vector<BatchJob> jobs;
@@ -197,6 +208,11 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
   if (todo.size() > 10) std::cout << "  ... and " << todo.size() - 10 << " more\n";
 }
 
+// The end every batch command shares: run.json gets the vocabulary path and
+// the image folder (what eval and visualize read back) and is written, the
+// history record appended, the summary logged and the failures reported.
+// Returns the exit code (batch_exit_code, or 1 when the record could not be
+// written).
 int finish_batch_run(const std::string& command, const std::string& out, const ShardSpec& shard,
                      const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
                      const std::string& vocab, const std::string& started_at,
@@ -233,6 +249,10 @@ std::vector<std::string> resolve_templates(const std::string& text) {
   return read_templates(path);
 }
 
+// run.json's common part for generate, segment and tag: the versions, the
+// command, "model" (path, SHA-256), "input", "config" (the settings without
+// the two SHA-256, which sit under "model" and "vocab_sha256", plus
+// `config_extra`: what did not change the outputs), counts and timings.
 nlohmann::json batch_run_record(const std::string& command, const std::string& model_path,
                                 const nlohmann::json& settings, const nlohmann::json& config_extra,
                                 const InputOptions& input, size_t listed, const BatchSummary& s, double wall_s) {

@@ -45,19 +45,22 @@ struct SegmentCli : BatchCli {
 // The method's parameters: --set KEY=VALUE, plus the flags that spell two of
 // them (--heads FILE, --value-only), for the methods that declare them.
 struct MethodParams {
-  std::map<std::string, std::string> given;  // --set only: what settings.json records
-  std::map<std::string, std::string> all;    // also the flags: what the method is built with
+  std::map<std::string, std::string> all;  // --set and the flags: what the method is built with
+  // The --set values off the method's defaults, for settings.json. heads and
+  // residual are left out: they have keys of their own there, however spelled.
+  nlohmann::json recorded;
 };
 
 MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
-  MethodParams p;
+  std::map<std::string, std::string> given;  // --set only
   for (const std::string& kv : o.params) {
     const size_t eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) throw Error("--set " + printable(kv) + ": expected KEY=VALUE");
-    if (!p.given.emplace(kv.substr(0, eq), kv.substr(eq + 1)).second)
+    if (!given.emplace(kv.substr(0, eq), kv.substr(eq + 1)).second)
       throw Error("--set " + printable(kv.substr(0, eq)) + " given twice");
   }
-  p.all = p.given;
+  MethodParams p;
+  p.all = given;
   auto declares = [&](const std::string& key) {
     for (const auto& d : method.params)
       if (d.key == key) return true;
@@ -65,7 +68,7 @@ MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
   };
   auto sugar = [&](const char* flag, const std::string& key, bool used, const std::string& value) {
     if (!used || !declares(key)) return;
-    if (p.given.count(key)) throw Error(std::string(flag) + " and --set " + key + " say the same thing: give one");
+    if (given.count(key)) throw Error(std::string(flag) + " and --set " + key + " say the same thing: give one");
     p.all[key] = value;
   };
   sugar("--heads", "heads", !o.heads.empty(), o.heads);
@@ -74,8 +77,11 @@ MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
     if (d.required && p.all[d.key].empty())
       throw Error("--method " + method.name + " needs " + (d.key == "heads" ? "--heads FILE" : "--set " + d.key + "=…") +
                   " (" + d.help + ")");
-  // Unknown keys are the registry's to reject, with the method's list.
-  (void)non_default_params(method.name, p.given);
+  // Unknown keys are the registry's to reject, with the method's list (an
+  // undeclared heads or residual included: only declared ones are dropped).
+  for (const char* own_key : {"heads", "residual"})
+    if (declares(own_key)) given.erase(own_key);
+  p.recorded = non_default_params(method.name, given);
   return p;
 }
 
@@ -140,13 +146,8 @@ int run_segment(const SegmentCli& o) {
                                  {"window", o.window},
                                  {"stride", o.stride}});
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
-  // Only parameters moved off their defaults, so earlier OUT folders resume;
-  // heads and residual have their own keys above, however they were spelled.
-  std::map<std::string, std::string> other_params = params.given;
-  other_params.erase("heads");
-  other_params.erase("residual");
-  const nlohmann::json changed = non_default_params(method.name, other_params);
-  if (!changed.empty()) settings["method_params"] = changed;
+  // Only parameters moved off their defaults, so earlier OUT folders resume.
+  if (!params.recorded.empty()) settings["method_params"] = params.recorded;
   if (!command.check_settings(settings, records, options.batch,
                               [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; }))
     return 0;

@@ -9,7 +9,6 @@
 #include <cstdlib>
 
 #include "clipes/methods/dense_segmenter.h"
-#include "clipes/methods/guided_pooling.h"
 #include "clipes/util/error.h"
 #include "clipes/util/sha256.h"
 
