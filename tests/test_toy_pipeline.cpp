@@ -131,9 +131,14 @@ TEST(ToyPipeline, LabelFreeTagsThenClipEs) {
   const double miou = nlohmann::json::parse(read_file(dir + "/masks.json"))["miou"].get<double>();
   std::cout << "[toy] 40 val images, label-free: tag mAP " << tags["map"] << ", F1 " << tags["f1"] << ", mIoU "
             << miou << "\n";
-  EXPECT_GE(tags["map"].get<double>(), 0.63);
-  EXPECT_GE(tags["f1"].get<double>(), 0.54);
-  EXPECT_GE(miou, 0.18);
+  // Re-baselined with issue 25: TagCLIP now votes with the last block's
+  // unmasked attention, as the official code does (segment-spec §5 quirk a).
+  // On the toy model that costs tag quality (before: mAP ≥ 0.63, F1 ≥ 0.54,
+  // mIoU ≥ 0.18; after: 0.424, 0.347, 0.151 on the same 40 images); parity
+  // with the official method comes first, the bounds keep a ~5 % margin.
+  EXPECT_GE(tags["map"].get<double>(), 0.40);
+  EXPECT_GE(tags["f1"].get<double>(), 0.33);
+  EXPECT_GE(miou, 0.14);
 }
 
 }  // namespace

@@ -3,6 +3,11 @@
 // safetensors-only tool, or to produce test files in every format.
 //
 //   convert_checkpoint --in ViT-B-16.pt --out vit.safetensors --format safetensors
+//   convert_checkpoint --random-init vit-b-16 --out vit-random.pt --format openai
+//
+// --random-init writes a randomly initialised model of that size instead
+// (OpenAI's init, seed 0, fp16 as OpenAI stores it): full-size memory and
+// speed measurements on a machine that cannot download real weights.
 //
 // Weights keep their stored dtype; names and layouts follow the target format.
 // A state dict does not record its MLP activation (segment-spec §0), so one
@@ -15,13 +20,18 @@
 #include <optional>
 
 #include "clipes/model/checkpoint.h"
+#include "clipes/model/clip_config.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"convert_checkpoint — rewrite a CLIP checkpoint in another format"};
   std::string in, out, format, activation;
-  app.add_option("--in", in, "input checkpoint (any format clipes reads)")->required();
+  std::string random_init;
+  auto* in_opt = app.add_option("--in", in, "input checkpoint (any format clipes reads)");
+  app.add_option("--random-init", random_init, "instead of --in: a randomly initialised model of this size")
+      ->check(CLI::IsMember({"vit-b-16"}))
+      ->excludes(in_opt);
   app.add_option("--out", out, "output file (written atomically)")->required();
   app.add_option("--format", format,
                  "openai (TorchScript archive), state-dict, state-dict-nested ({\"state_dict\": ...}), "
@@ -38,7 +48,16 @@ int main(int argc, char** argv) {
     using namespace clipes;
     std::optional<Activation> act;
     if (!activation.empty()) act = parse_activation(activation);
-    const Checkpoint ckpt = load_checkpoint(in, act);
+    if (in.empty() == random_init.empty()) throw Error("give exactly one of --in and --random-init");
+    Checkpoint ckpt;
+    if (!random_init.empty()) {
+      in = "random-init " + random_init;
+      for (auto& [name, t] : random_clip_weights(ClipConfig::vit_b_16(), 0))
+        ckpt.tensors[name] = name.find("ln_") == std::string::npos ? t.to(at::kHalf) : t;
+      ckpt.activation = act.value_or(Activation::QuickGelu);
+    } else {
+      ckpt = load_checkpoint(in, act);
+    }
     if (format == "openai") {
       save_openai_torchscript(out, ckpt.tensors, ClipConfig::infer(ckpt.tensors, in));
     } else if (format == "safetensors") {
@@ -61,7 +80,8 @@ int main(int argc, char** argv) {
         write_file_atomic(sidecar, std::string("{\"model_cfg\": {\"quick_gelu\": ") +
                                        (ckpt.activation == Activation::QuickGelu ? "true" : "false") + "}}\n");
     }
-    std::cout << in << " (" << to_string(ckpt.format) << ") -> " << out << " (" << format << ")\n";
+    std::cout << in << (random_init.empty() ? " (" + to_string(ckpt.format) + ")" : std::string()) << " -> " << out
+              << " (" << format << ")\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "convert_checkpoint: error: " << e.what() << "\n";

@@ -263,7 +263,17 @@ nlohmann::json batch_run_record(const std::string& command, const std::string& m
   config.erase("model_sha256");
   config.erase("vocab_sha256");
   config.update(config_extra);
+  nlohmann::json notes = nlohmann::json::array();
+  // The token cap is ours: the official CLIP-ES and TagCLIP never shrink an
+  // image (issue 25), so a run that can differ from them says so where its
+  // results are described, not only in the help text.
+  if (settings.value("max_tokens", 0) > 0)
+    notes.push_back("images whose ceil-16 grid exceeds max_tokens = " +
+                    std::to_string(settings.value("max_tokens", 0)) +
+                    " patches ran downscaled; the official CLIP-ES and TagCLIP never downscale "
+                    "(--max-tokens 0 for parity on large images)");
   return {{"clipes_version", CLIPES_VERSION},
+          {"notes", notes},
           {"libtorch_version", TORCH_VERSION},
           {"opencv_version", CV_VERSION},
           {"command", command},
@@ -294,7 +304,9 @@ void add_batch_input_options(CLI::App& sub, BatchCli& o, const std::string& out_
 }
 
 void add_batch_run_options(CLI::App& sub, BatchCli& o) {
-  sub.add_option("--max-tokens", o.max_tokens, "cap on the patch grid h·w (0 = none)")
+  sub.add_option("--max-tokens", o.max_tokens,
+                 "cap on the patch grid h·w: larger images run downscaled, which the official code never does "
+                 "(0 = none, as the official)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   add_max_pixels_option(sub, o.max_pixels);

@@ -30,6 +30,8 @@ struct TagCli : BatchCli {
   std::string templates = "tagclip85";
   double threshold = 0.5;
   bool no_crop = false;
+  std::string tag_blocks = "from-end";  // from-end | official (segment-spec §5 quirk c)
+  std::string tag_names = "official";   // official | ours (quirk d)
 };
 
 int run_tag(const TagCli& o) {
@@ -44,6 +46,8 @@ int run_tag(const TagCli& o) {
   TagClipConfig config;
   config.relative_threshold = o.threshold;
   config.crop_rescoring = !o.no_crop;
+  config.block_numbers = o.tag_blocks == "official" ? TagBlockNumbers::Official : TagBlockNumbers::FromEnd;
+  const TagNames query_names = o.tag_names == "ours" ? TagNames::ClassNames : TagNames::Official;
   (void)to_model_options(o.runtime);  // a bad --precision fails before any file is read
   const std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/false);
   check_output_folder(o.out);
@@ -55,7 +59,9 @@ int run_tag(const TagCli& o) {
                                  {"class_set", nlohmann::json::parse(classes.to_json_text())},
                                  {"templates", nlohmann::json::array()},
                                  {"threshold", o.threshold},
-                                 {"crop_rescoring", config.crop_rescoring}});
+                                 {"crop_rescoring", config.crop_rescoring},
+                                 {"tag_blocks", o.tag_blocks},
+                                 {"tag_names", o.tag_names}});
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
   if (!command.check_settings(settings, records, options.batch,
                               [&](const std::string& id) { return tag_record_path(o.out, id); }))
@@ -63,7 +69,7 @@ int run_tag(const TagCli& o) {
 
   const auto model = command.load_model(tokenizer);
   const std::vector<std::string> names = tag_class_names(classes);
-  const at::Tensor text = TextEncoder(*model, tokenizer).encode_classes(tag_queries(classes), templates);
+  const at::Tensor text = TextEncoder(*model, tokenizer).encode_classes(tag_queries(classes, query_names), templates);
   const TagClip tagger(*model, text, static_cast<int>(names.size()), config);
 
   spdlog::info("{} images listed; TagCLIP over {} classes + {} background words ({} templates); writing to {}",
@@ -90,6 +96,16 @@ const bool registered = register_command({
           ->check(CLI::Range(0.0, 1.0))
           ->capture_default_str();
       sub.add_flag("--no-crop", o->no_crop, "skip the crop re-scoring (ablation)");
+      sub.add_option("--tag-blocks", o->tag_blocks,
+                     "from-end: self-mask the last block, average the 3 before it (any depth); official: the "
+                     "official code's fixed block 11 and blocks 8..L-2 (10-12 blocks; same on ViT-B/16)")
+          ->check(CLI::IsMember({"from-end", "official"}))
+          ->capture_default_str();
+      sub.add_option("--tag-names", o->tag_names,
+                     "official: TagCLIP's words for classes whose class file gives a tag_name (COCO: motorbike, "
+                     "aeroplane, sofa, pottedplant, diningtable, tvmonitor); ours: the class names")
+          ->check(CLI::IsMember({"official", "ours"}))
+          ->capture_default_str();
       add_batch_run_options(sub, *o);
       return [o]() { return run_tag(*o); };
     }});

@@ -14,14 +14,26 @@ namespace clipes {
 namespace {
 
 // The official code embeds at the CLIP-ES position resize (bilinear, stored
-// as float16): upsample_pos_emb in its clip_model.py.
-DenseForwardOptions tagclip_forward(LastBlockKind last) {
+// as float16: upsample_pos_emb in its clip_model.py), except at the native
+// grid, where it adds the position embedding as stored, unrounded
+// (segment-spec §5 quirk b; the official test is H == W == 224, the native
+// size of the ViT-B/16 it was written for). CLIP-ES itself always resizes
+// and rounds (clip_es.h keeps that).
+DenseForwardOptions tagclip_forward(const ClipModel& model, LastBlockKind last, int64_t height, int64_t width) {
+  const int64_t native = static_cast<int64_t>(model.config().vision.grid) * model.patch_size();
   DenseForwardOptions o;
   o.last_block.kind = last;
   o.position = PositionResize::Bilinear;
-  o.round_pos_to_fp16 = true;
+  o.round_pos_to_fp16 = !(height == native && width == native);
   return o;
 }
+
+// The official numbering (segment-spec §5 quirk c) exists for 10 to 12 blocks:
+// it masks block 11 when there is one and averages blocks [8, L−1), which is
+// empty below 10 blocks (a NaN mean in the official code); deeper models put
+// block 11 inside the trunk, which the official code (fixed to patch 16, i.e.
+// OpenAI's ViT-B/16) never meets.
+constexpr int kOfficialMaskedBlock = 11, kOfficialFirstAveraged = 8;
 
 }  // namespace
 
@@ -110,12 +122,34 @@ TagClip::TagClip(const ClipModel& model, at::Tensor text, int num_classes, TagCl
     throw Error("TagCLIP: " + std::to_string(num_classes_) + " classes but " +
                 std::to_string(text_.dim() == 2 ? text_.size(0) : 0) + " text queries");
   if (config_.crop_size % model_.patch_size()) throw Error("TagCLIP: the crop size must be a multiple of the patch size");
+  const int layers = model_.num_vision_layers();
+  if (config_.block_numbers == TagBlockNumbers::Official &&
+      (layers <= kOfficialFirstAveraged + 1 || layers > kOfficialMaskedBlock + 1))
+    throw Error("TagCLIP: the official block numbers (self-masked block 11, blocks 8.." + std::to_string(layers - 2) +
+                " averaged) are defined for models of 10 to 12 vision blocks; this one has " + std::to_string(layers));
+  if (config_.block_numbers == TagBlockNumbers::FromEnd && (config_.affinity_blocks < 1 || layers < 2))
+    throw Error("TagCLIP: at least one averaged block and a model of two vision blocks are needed");
   text_ = text_.to(torch::kFloat);
+}
+
+TagClip::Blocks TagClip::blocks() const {
+  const int layers = model_.num_vision_layers();
+  Blocks b;
+  b.end = layers - 1;  // both numberings stop before the last block ([..:-1])
+  if (config_.block_numbers == TagBlockNumbers::Official) {
+    b.last = layers == kOfficialMaskedBlock + 1 ? LastBlockKind::SelfMasked : LastBlockKind::Standard;
+    b.first = kOfficialFirstAveraged;
+  } else {
+    b.last = LastBlockKind::SelfMasked;
+    b.first = std::max(0, b.end - config_.affinity_blocks);
+  }
+  return b;
 }
 
 TagResult TagClip::classify(const at::Tensor& image) const {
   torch::NoGradGuard no_grad;
-  DenseForwardOptions options = tagclip_forward(LastBlockKind::SelfMasked);
+  const Blocks blocks = this->blocks();
+  DenseForwardOptions options = tagclip_forward(model_, blocks.last, image.size(2), image.size(3));
   options.keep_attention_from = 0;  // the vote counts every block
   const DenseForward f = model_.dense_forward(image, options);
   const int64_t h = f.grid_h, w = f.grid_w;
@@ -126,9 +160,7 @@ TagResult TagClip::classify(const at::Tensor& image) const {
   const at::Tensor coarse = torch::softmax(scale * torch::matmul(patches, text.t()), -1);  // [n, Q]
   std::vector<at::Tensor> attention;
   for (const at::Tensor& a : f.attention) attention.push_back(a[0].slice(0, 1).slice(1, 1).to(torch::kFloat));
-  const int end = static_cast<int>(attention.size()) - 1;  // the blocks before the last
-  const at::Tensor affinity =
-      attention_vote_affinity(attention, std::max(0, end - config_.affinity_blocks), end, config_.min_votes);
+  const at::Tensor affinity = attention_vote_affinity(attention, blocks.first, blocks.end, config_.min_votes);
   const at::Tensor refined = box_masked_refinement(coarse, torch::matmul(affinity, coarse), affinity, h, w);
   const at::Tensor best = std::get<0>(refined.max(0)).slice(0, 0, num_classes_).to(torch::kCPU).contiguous();
   TagResult result;
@@ -153,7 +185,8 @@ TagResult TagClip::classify(const at::Tensor& image) const {
       // The CLS token may attend only to the region's patches (−1000 elsewhere), in every block.
       at::Tensor mask = torch::zeros({1 + g * g, 1 + g * g});
       mask.select(0, 0).slice(0, 1).masked_fill_(plan.keep.logical_not(), -1000.0);
-      DenseForwardOptions crop_options = tagclip_forward(LastBlockKind::Standard);
+      DenseForwardOptions crop_options =
+          tagclip_forward(model_, LastBlockKind::Standard, config_.crop_size, config_.crop_size);
       crop_options.attention_mask = mask;
       const DenseForward fc = model_.dense_forward(crop, crop_options);
       const at::Tensor cls = l2_normalize(fc.cls_feature[0].to(torch::kFloat));

@@ -285,13 +285,15 @@ DenseForward ClipModel::dense_forward(const at::Tensor& images, const DenseForwa
   if (standard_attention && engine_ && !at::GradMode::is_enabled() && x.device().is_cpu()) {
     // The standard and self-masked blocks are the trunk's block with a score
     // bias: the same engine path, one block further.
+    const bool self_masked = options.last_block.kind == LastBlockKind::SelfMasked;
+    // The self-masked block hands out its attention without the mask
+    // (run_last_block, segment-spec §5 quirk a): taken from q·kᵀ alone here.
+    if (keep_last && self_masked) out.attention.push_back(last.attention_weights(last.ln1(x.to(dtype_))));
     TrunkTaps last_taps;
-    last_taps.attention_from = keep_last ? layers - 1 : -1;
-    last_taps.attention_mask = options.last_block.kind == LastBlockKind::SelfMasked
-                                   ? self_attention_mask(x.size(1), x.options().dtype(at::kFloat))
-                                   : mask;
+    last_taps.attention_from = keep_last && !self_masked ? layers - 1 : -1;
+    last_taps.attention_mask = self_masked ? self_attention_mask(x.size(1), x.options().dtype(at::kFloat)) : mask;
     TrunkOutput o = run_trunk(x, layers - 1, layers, last_taps);
-    if (keep_last) out.attention.push_back(o.attention.at(0));
+    if (keep_last && !self_masked) out.attention.push_back(o.attention.at(0));
     x = o.x;
   } else {
     at::Tensor last_attn;

@@ -48,7 +48,14 @@ at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& 
     case LastBlockKind::SelfMasked: {
       // (1 − I)·(−100): every off-diagonal score −100, i.e. self-attention only
       // (TagCLIP replaces any other mask with this one in its last block).
-      return block.forward(x, self_attention_mask(x.size(1), x.options()), head_avg_attn);
+      // The map handed out is the UNMASKED one: the official attention module
+      // returns the pre-mask softmax as its weights whenever a float mask is
+      // given, so TagCLIP's vote sees this block's normal attention
+      // (segment-spec §5, quirk a).
+      const at::Tensor h = block.ln1(x);
+      if (head_avg_attn) *head_avg_attn = block.attention_weights(h);
+      const at::Tensor y = x + block.attention(h, self_attention_mask(x.size(1), x.options()), nullptr);
+      return y + block.mlp_branch(y);
     }
     case LastBlockKind::ValuePath:
     case LastBlockKind::ValueOnly: {

@@ -57,14 +57,27 @@ at::Tensor ResidualAttentionBlock::mlp_branch(const at::Tensor& y, at::Tensor* l
   return at::linear(hidden, mlp_->c_proj->weight, mlp_->c_proj->bias);
 }
 
+namespace {
+
+// q·kᵀ of a [3, B, H, L, hd] qkv, plus the mask: [B, H, L, L]. q is scaled
+// before the product, as PyTorch's multi_head_attention_forward does.
+at::Tensor attention_scores(const at::Tensor& qkv, const at::Tensor& attn_mask) {
+  const at::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(qkv.size(-1))));
+  at::Tensor scores = at::matmul(q, qkv[1].transpose(-2, -1));
+  if (attn_mask.defined()) scores = scores + attn_mask;
+  return scores;
+}
+
+}  // namespace
+
+at::Tensor ResidualAttentionBlock::attention_weights(const at::Tensor& h, const at::Tensor& attn_mask) const {
+  return at::softmax(attention_scores(qkv(h), attn_mask), -1, at::kFloat).mean(1);
+}
+
 at::Tensor ResidualAttentionBlock::attention(const at::Tensor& h, const at::Tensor& attn_mask,
                                              at::Tensor* head_avg_attn) const {
   const at::Tensor qkv = this->qkv(h);
-  const int64_t hd = qkv.size(-1);
-  // Scale q before the product, as PyTorch's multi_head_attention_forward does.
-  const at::Tensor q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(hd)));
-  at::Tensor scores = at::matmul(q, qkv[1].transpose(-2, -1));  // [B, H, L, L]
-  if (attn_mask.defined()) scores = scores + attn_mask;
+  const at::Tensor scores = attention_scores(qkv, attn_mask);  // [B, H, L, L]
   // Reduced precision: the softmax and the head average run in float32. CAA
   // min-max normalises S²·(B⊙cam), so bf16-rounded attention maps would move
   // the refined CAMs far more than the bf16 matmuls do.

@@ -85,8 +85,10 @@ std::vector<std::string> tag_class_names(const ClassConfig& classes) {
   return names;
 }
 
-std::vector<std::string> tag_queries(const ClassConfig& classes) {
-  std::vector<std::string> queries = tag_class_names(classes);
+std::vector<std::string> tag_queries(const ClassConfig& classes, TagNames names) {
+  std::vector<std::string> queries;
+  for (const auto& c : classes.classes)
+    queries.push_back(names == TagNames::Official && !c.tag_name.empty() ? c.tag_name : c.name);
   queries.insert(queries.end(), classes.background.begin(), classes.background.end());
   return queries;
 }

@@ -100,7 +100,7 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
     const std::string where = "classes[" + std::to_string(i) + "].";
     const json& c = classes[i];
     if (!c.is_object()) throw r.error("classes[" + std::to_string(i) + "]", "expected an object");
-    r.only_keys(c, {"name", "prompt", "id", "aliases"}, where);
+    r.only_keys(c, {"name", "prompt", "id", "aliases", "tag_name"}, where);
     ClassEntry entry;
     if (!c.contains("name")) throw r.error(where + "name", "missing");
     entry.name = trim(r.string_at(c["name"], "name", where));
@@ -116,6 +116,10 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
       entry.id = c["id"].get<int>();
     }
     if (c.contains("aliases")) entry.aliases = r.strings_at(c["aliases"], where + "aliases");
+    if (c.contains("tag_name")) {
+      entry.tag_name = trim(r.string_at(c["tag_name"], "tag_name", where));
+      if (entry.tag_name.empty()) throw r.error(where + "tag_name", "empty");
+    }
     std::vector<std::string> names{entry.name};
     names.insert(names.end(), entry.aliases.begin(), entry.aliases.end());
     for (const auto& n : names) {
@@ -141,6 +145,7 @@ std::string ClassConfig::to_json_text() const {
   for (const auto& c : classes) {
     nlohmann::ordered_json entry = {{"name", c.name}, {"prompt", c.prompt}, {"id", c.id}};
     if (!c.aliases.empty()) entry["aliases"] = c.aliases;
+    if (!c.tag_name.empty()) entry["tag_name"] = c.tag_name;
     j["classes"].push_back(std::move(entry));
   }
   return j.dump();

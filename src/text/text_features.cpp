@@ -32,8 +32,10 @@ std::vector<std::string> split_synonyms(const std::string& class_string) {
   return split_comma_list(class_string);
 }
 
-TextEncoder::TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer)
-    : model_(model), tokenizer_(tokenizer) {}
+TextEncoder::TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer, int64_t prompts_per_pass)
+    : model_(model), tokenizer_(tokenizer), prompts_per_pass_(prompts_per_pass) {
+  if (prompts_per_pass_ < 1) throw Error("text encoder: at least one prompt per pass");
+}
 
 at::Tensor TextEncoder::encode_prompts(const std::vector<std::string>& prompts) const {
   const int64_t context = model_.context_length();
@@ -43,9 +45,24 @@ at::Tensor TextEncoder::encode_prompts(const std::vector<std::string>& prompts) 
     std::vector<int64_t> row = tokenizer_.encode_for_model(p, static_cast<int>(context));
     ids.insert(ids.end(), row.begin(), row.end());
   }
-  at::Tensor tokens = torch::tensor(ids, torch::kLong).view({static_cast<int64_t>(prompts.size()), context});
+  const int64_t n = static_cast<int64_t>(prompts.size());
+  const at::Tensor tokens = torch::tensor(ids, torch::kLong).view({n, context});
   torch::NoGradGuard no_grad;
-  return model_.encode_text(tokens.to(model_.device())).to(torch::kFloat);
+  // A bounded number of prompts per pass: the text tower's activations grow
+  // with the batch (~4 MB a prompt for ViT-B/16), and one pass over 103
+  // queries × 85 templates needed 13–24 GB (issue 25). Rows are independent,
+  // so the result is the same up to the GEMM's fp32 blocking. Each pass is
+  // also cut to its longest prompt: under the causal mask the EOT token
+  // never sees the padding after it, and CLIP's prompts are ~10 of the 77
+  // tokens, so the official code's full-width passes are mostly padding.
+  std::vector<at::Tensor> parts;
+  for (int64_t begin = 0; begin < n; begin += prompts_per_pass_) {
+    at::Tensor chunk = tokens.slice(0, begin, std::min(n, begin + prompts_per_pass_));
+    const int64_t width = chunk.argmax(-1).max().item<int64_t>() + 1;  // EOT has the largest id (spec §1)
+    chunk = chunk.slice(1, 0, width);
+    parts.push_back(model_.encode_text(chunk.to(model_.device())).to(torch::kFloat));
+  }
+  return parts.size() == 1 ? parts[0] : torch::cat(parts);
 }
 
 at::Tensor TextEncoder::encode_classes(const std::vector<std::string>& class_strings,

@@ -4,8 +4,9 @@
 //
 // One dense pass with the self-masked last block (model/last_block.h), then:
 //   coarse   = softmax over classes+background words of 100·cos(patch, text)  [n, Q]
-//   affinity = mean attention of the blocks before the last (ViT-B/16: 9..11),
-//              kept where ≥ 4 of all blocks attend above their own mean (the vote)
+//   affinity = mean attention of the blocks before the last (ViT-B/16: 8..10),
+//              kept where ≥ 4 of all blocks attend above their own mean (the
+//              vote; the last block votes with its UNMASKED attention, quirk a)
 //   refined  = box-masked refinement: per query, affinity·(box ⊙ coarse)
 //   scores   = max over patches of refined, the dataset classes only
 //   crop re-scoring: classes above the relative threshold are cropped to their
@@ -13,8 +14,12 @@
 //              the region, and averaged half-and-half with the old score
 //   tags     = classes with score > min + 0.5·(max − min); at least the best.
 // Each stage is a free function, tested alone on hand-worked cases
-// (tests/test_tag_clip.cpp); the official code could not be run here, so
-// there are no parity fixtures for it (README, "Label-free tags").
+// (tests/test_tag_clip.cpp). The official code (linyq2117/TagCLIP) was run
+// side by side outside this machine (issue 25); its four departures from the
+// paper are reproduced and listed in segment-spec §5: (a) the vote's
+// unmasked last-block attention, (b) the unrounded position embedding at
+// 224×224, (c) fixed block numbers (TagBlockNumbers), (d) VOC-style COCO
+// names (pipeline/tag.h, TagNames).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -23,9 +28,19 @@
 namespace clipes {
 
 class ClipModel;
+enum class LastBlockKind;
+
+// Which blocks TagCLIP masks and averages (segment-spec §5 quirk c).
+// FromEnd: the last block self-masked, the `affinity_blocks` blocks before it
+// averaged — what the method means, on any depth. Official: the official
+// code's fixed numbers, block 11 self-masked (when the model has one) and
+// blocks [8, L−1) averaged; the same as FromEnd on a 12-block ViT-B/16, and
+// only defined for 10 to 12 blocks (the constructor refuses others).
+enum class TagBlockNumbers { FromEnd, Official };
 
 struct TagClipConfig {
-  int affinity_blocks = 3;            // averaged blocks, counted back from the one before the last ([8:-1] of 12)
+  TagBlockNumbers block_numbers = TagBlockNumbers::FromEnd;
+  int affinity_blocks = 3;            // FromEnd: averaged blocks, counted back from the one before the last ([8:-1] of 12)
   int min_votes = 4;                  // a pair survives when ≥ this many blocks attend above their mean
   double relative_threshold = 0.5;    // tags and crop candidates: > min + r·(max − min)
   bool crop_rescoring = true;
@@ -78,6 +93,12 @@ class TagClip {
   TagResult classify(const at::Tensor& image) const;
 
  private:
+  struct Blocks {
+    int first = 0, end = 0;  // averaged blocks [first, end)
+    LastBlockKind last{};    // how the last block runs
+  };
+  Blocks blocks() const;
+
   const ClipModel& model_;
   at::Tensor text_;
   int num_classes_;

@@ -48,7 +48,8 @@ enum class PositionResize {
 // Returns [B, L, D]; CLS row included (its value is only meaningful for
 // Standard and SelfMasked). head_avg_attn receives the block's head-averaged
 // attention and attn_mask (additive [L, L]) masks it, for Standard and
-// SelfMasked only (SelfMasked uses its own mask instead).
+// SelfMasked only. SelfMasked uses its own mask instead, and hands out the
+// attention WITHOUT that mask (official TagCLIP's weights, segment-spec §5 a).
 at::Tensor run_last_block(const ResidualAttentionBlock& block, const LastBlock& spec, const at::Tensor& x,
                           int64_t grid_h, int64_t grid_w, at::Tensor* head_avg_attn = nullptr,
                           const at::Tensor& attn_mask = {});

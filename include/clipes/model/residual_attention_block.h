@@ -64,6 +64,10 @@ class ResidualAttentionBlock : public torch::nn::Module {
                                at::Tensor* head_avg_attn = nullptr, at::Tensor* ln2_out = nullptr) const;
 
   at::Tensor attention(const at::Tensor& h, const at::Tensor& attn_mask, at::Tensor* head_avg_attn) const;
+  // The head-averaged softmax attention of h = ln_1(x) alone, [B, L, L]
+  // float32, attn_mask added when given. TagCLIP's vote needs the last
+  // block's attention WITHOUT the mask its output uses (last_block.h).
+  at::Tensor attention_weights(const at::Tensor& h, const at::Tensor& attn_mask = {}) const;
   int heads() const { return heads_; }
 
   // The pieces the last-block variants recombine (model/last_block.h):

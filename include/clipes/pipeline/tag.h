@@ -26,10 +26,17 @@ class ClipModel;
 class TagClip;
 struct ClassConfig;
 
-// What TagCLIP compares the patches with: the class names as the dataset
-// spells them, then the class file's background words (TagCLIP's
-// class_names + BACKGROUND_CATEGORY). The first classes.classes.size() are the classes.
-std::vector<std::string> tag_queries(const ClassConfig& classes);
+// Which word stands for a class in TagCLIP's queries (segment-spec §5 quirk
+// d). Official: the class file's tag_name where it has one — TagCLIP's own
+// spelling, for COCO motorbike, aeroplane, sofa, pottedplant, diningtable,
+// tvmonitor (up to 0.1 on scores) — else the name. ClassNames: the names.
+// Tags are written with the names either way; ids and mask values are the same.
+enum class TagNames { Official, ClassNames };
+
+// What TagCLIP compares the patches with: one word per class (see TagNames),
+// then the class file's background words (TagCLIP's class_names +
+// BACKGROUND_CATEGORY). The first classes.classes.size() are the classes.
+std::vector<std::string> tag_queries(const ClassConfig& classes, TagNames names = TagNames::Official);
 // The class names alone, in class order (what tags are written as).
 std::vector<std::string> tag_class_names(const ClassConfig& classes);
 

@@ -13,6 +13,10 @@ struct ClassEntry {
   std::string prompt;                // the class string with synonyms, spec §4 ("person with clothes,people,human")
   int id = 0;                        // the dataset's own category id (VOC: index+1; COCO: 1..90)
   std::vector<std::string> aliases;  // other accepted names (e.g. "diningtable"), may be empty
+  // The word TagCLIP's official code uses for this class where it differs
+  // from `name` (COCO "motorcycle" → "motorbike", segment-spec §5 quirk d);
+  // empty = the name. Only `tag` and `generate --labels auto` read it.
+  std::string tag_name;
 };
 
 struct ClassConfig {

@@ -7,6 +7,7 @@
 // into the template once (SynonymMode::Joint, parity); the paper embeds each
 // synonym separately and averages the unit embeddings (SynonymMode::Average).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,12 @@ std::string fill_template(const std::string& templ, const std::string& class_tex
 
 class TextEncoder {
  public:
-  TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer);
+  // prompts_per_pass bounds the text tower's batch, and so its memory:
+  // 128 prompts ≈ 0.5 GB of activations for ViT-B/16 whatever the number of
+  // classes and templates (the official code encodes class by class).
+  static constexpr int64_t kDefaultPromptsPerPass = 128;
+  TextEncoder(const ClipModel& model, const BpeTokenizer& tokenizer,
+              int64_t prompts_per_pass = kDefaultPromptsPerPass);
   // Unit-norm features [N, E] float32 on the model's device, one row per
   // class string, averaged over `templates` (spec §4). Prompts that do not fit
   // the context are an error naming the prompt.
@@ -40,6 +46,7 @@ class TextEncoder {
  private:
   const ClipModel& model_;
   const BpeTokenizer& tokenizer_;
+  int64_t prompts_per_pass_;
 };
 
 // Splits "a,b , c" into {"a", "b", "c"} (trimmed, empty pieces dropped).
