@@ -19,7 +19,7 @@ ROOT=$(pwd)
 
 SECONDS_PER=${1:-600}
 shift || true
-ALL=(bpe bpe_vocab labels coco_mask npy safetensors zip label_png)
+ALL=(bpe bpe_vocab labels coco_mask npy safetensors zip label_png class_file torch_save)
 if [[ $# -gt 0 ]]; then HARNESSES=("$@"); else HARNESSES=("${ALL[@]}"); fi
 OUT=$ROOT/build-fuzz
 SHARED=${CLIPES_SHARED:-$ROOT/../shared}
@@ -68,7 +68,7 @@ SOURCES[labels]="src/data/labels_parser.cpp src/data/safe_path.cpp $UTIL"
 LIBS[labels]="";                                 MAXLEN[labels]=4096; DICT[labels]=fuzz/json.dict
 SOURCES[coco_mask]="src/data/coco_mask.cpp src/util/atomic_file.cpp $UTIL"
 LIBS[coco_mask]="-lopencv_core";                 MAXLEN[coco_mask]=4096
-SOURCES[npy]="src/io/npy_header.cpp src/io/npy_pickle.cpp $UTIL"
+SOURCES[npy]="src/io/npy_header.cpp src/io/npy_pickle.cpp src/io/pickle_machine.cpp $UTIL"
 LIBS[npy]="";                                    MAXLEN[npy]=8192; DICT[npy]=fuzz/npy.dict
 SOURCES[safetensors]="src/model/safetensors_header.cpp $UTIL"
 LIBS[safetensors]="";                            MAXLEN[safetensors]=8192; DICT[safetensors]=fuzz/json.dict
@@ -76,6 +76,10 @@ SOURCES[zip]="src/util/zip_integrity.cpp $UTIL"
 LIBS[zip]="-lzip";                               MAXLEN[zip]=16384
 SOURCES[label_png]="src/io/indexed_png.cpp src/util/atomic_file.cpp $UTIL"
 LIBS[label_png]="-lpng16 -lopencv_core";         MAXLEN[label_png]=16384
+SOURCES[class_file]="src/text/class_config.cpp src/util/atomic_file.cpp $UTIL"
+LIBS[class_file]="";                             MAXLEN[class_file]=8192; DICT[class_file]=fuzz/json.dict
+SOURCES[torch_save]="src/model/torch_save_pickle.cpp src/io/pickle_machine.cpp $UTIL"
+LIBS[torch_save]="";                             MAXLEN[torch_save]=16384; DICT[torch_save]=fuzz/pickle.dict
 
 mkdir -p "$OUT/obj" "$OUT/bin"
 # Object files are shared between harnesses; a header change rebuilds all.

@@ -207,11 +207,91 @@ def png_seeds(put, shared):
                   struct.pack(">I", zlib.crc32(b"tRNS\x00"))))
 
 
+def class_file_seeds(put, shared):
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "prompts")
+    for name in sorted(os.listdir(here)) if os.path.isdir(here) else []:
+        if name.endswith(".json") and os.path.getsize(os.path.join(here, name)) <= 8192:
+            put(open(os.path.join(here, name), "rb").read())
+    put('{"classes": [{"name": "cat"}, {"name": "dog", "aliases": ["puppy"], "id": 12}]}')
+    put('{"name": "x", "template": "a {}.", "box_threshold": 0.5, "background": ["sky", "grass"], '
+        '"classes": [{"name": "motorcycle", "prompt": "motorbike,moto", "tag_name": "motorbike"}]}')
+    put('{"classes": [{"name": "a"}, {"name": "A "}]}')
+
+
+def torch_save_pickles():
+    """Pickles laid out as torch.save writes them (protocol 2, storages by
+    persistent id, tensors through torch._utils._rebuild_tensor_v2, state dicts
+    as OrderedDicts), made with stand-in torch modules: no torch needed."""
+    import collections
+    import pickle
+    import types
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+    saved = {name: sys.modules.get(name) for name in ("torch", "torch._utils")}
+    sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
+    try:
+        for kind in ("FloatStorage", "HalfStorage", "LongStorage"):
+            setattr(torch, kind, type(kind, (), {"__module__": "torch"}))
+
+        def _rebuild_tensor_v2(*args):
+            raise RuntimeError("never called")
+        _rebuild_tensor_v2.__module__ = "torch._utils"
+        _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+        utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+
+        class Storage:
+            def __init__(self, kind, key, location, numel):
+                self.id = ("storage", getattr(torch, kind), key, location, numel)
+
+        class Tensor:
+            def __init__(self, storage, offset, size, stride):
+                self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+            def __reduce_ex__(self, protocol):
+                return (_rebuild_tensor_v2, self.args)
+
+        class Pickler(pickle.Pickler):
+            def persistent_id(self, obj):
+                return obj.id if isinstance(obj, Storage) else None
+
+        def dump(obj):
+            out = io.BytesIO()
+            Pickler(out, protocol=2).dump(obj)
+            return out.getvalue()
+
+        a = Storage("FloatStorage", "0", "cpu", 6)
+        h = Storage("HalfStorage", "1", "cuda:0", 4)
+        sd = collections.OrderedDict([("w", Tensor(a, 0, (2, 3), (3, 1))), ("w.t", Tensor(a, 0, (3, 2), (1, 3))),
+                                      ("b", Tensor(h, 1, (3,), (1,))), ("s", Tensor(a, 5, (), ()))])
+        yield dump(sd)
+        yield dump({"epoch": 3, "state_dict": sd, "lr": 0.1, "hp": {"names": ["a", "b"]}})
+        yield dump({"model": collections.OrderedDict([("module.x", Tensor(Storage("LongStorage", "2", "cpu", 1), 0, (1,), (1,)))])})
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def torch_save_seeds(put, shared):
+    for data in torch_save_pickles():
+        put(data)
+    for rel in ("fixtures/segment/dinoiser-heads-tiny.pt", "fixtures/lseg/lseg_tiny.ckpt"):
+        path = os.path.join(shared, rel)
+        if os.path.isfile(path):
+            with zipfile.ZipFile(path) as z:
+                for name in z.namelist():
+                    if name.endswith("/data.pkl"):
+                        put(z.read(name)[:16384])
+
+
 def main():
     out_dir, shared, only = sys.argv[1], sys.argv[2], sys.argv[3:]
     for harness, make in [("bpe", bpe_seeds), ("bpe_vocab", vocab_seeds), ("labels", labels_seeds),
                           ("coco_mask", coco_seeds), ("npy", npy_seeds), ("safetensors", safetensors_seeds),
-                          ("zip", zip_seeds), ("label_png", png_seeds)]:
+                          ("zip", zip_seeds), ("label_png", png_seeds), ("class_file", class_file_seeds),
+                          ("torch_save", torch_save_seeds)]:
         if not only or harness in only:
             make(writer(out_dir, harness), shared)
 

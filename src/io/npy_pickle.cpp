@@ -8,231 +8,13 @@
 #include <memory>
 
 #include "clipes/io/npy.h"
+#include "clipes/io/pickle_machine.h"
 #include "clipes/util/error.h"
 
 namespace clipes {
 namespace {
 
-// ---------------------------------------------------------------- reading --
-// A value on the pickle machine's stack. Values live in one arena owned by
-// the machine and point at each other with raw pointers, so a hostile pickle
-// that builds a cycle (a list appended to itself) neither leaks nor recurses:
-// interpretation below is depth-limited.
-struct Value {
-  enum Kind { None, Bool, Int, Str, Bytes, Tuple, List, Dict, Global, Reduced, Mark } kind = None;
-  int64_t number = 0;            // Bool, Int
-  std::string text;              // Str, Bytes, Global ("module name")
-  std::vector<Value*> items;     // Tuple, List; Dict as key, value, key, value ...
-  Value* callable = nullptr;     // Reduced: callable(*args), then BUILD with state
-  Value* args = nullptr;
-  Value* state = nullptr;
-};
-
-// Enough for numpy's arrays of any size; bounds what a hostile file can make us allocate.
-constexpr size_t kMaxValues = 1 << 20;
-constexpr size_t kMaxMemo = 1 << 20;
-
-class Unpickler {
- public:
-  Unpickler(const std::string& bytes, size_t begin, const std::string& name) : s_(bytes), p_(begin), name_(name) {}
-
-  Value* run() {
-    while (true) {
-      const size_t at = p_;
-      const unsigned char op = byte();
-      switch (op) {
-        case 0x80: byte(); break;                         // PROTO n
-        case 0x95: skip(8); break;                        // FRAME (protocol 4+): a length hint only
-        case '.':                                         // STOP
-          if (stack_.size() != 1 || stack_[0]->kind == Value::Mark) fail(at, "STOP with a malformed stack");
-          return stack_[0];
-        case '(': push(make(Value::Mark)); break;         // MARK
-        case ')': push(make(Value::Tuple)); break;        // EMPTY_TUPLE
-        case 't': { Value* t = make(Value::Tuple); t->items = pop_to_mark(at); push(t); break; }
-        case 0x85: case 0x86: case 0x87: {                // TUPLE1..3
-          const size_t n = op - 0x84;
-          if (stack_.size() < n) fail(at, "tuple of missing items");
-          Value* t = make(Value::Tuple);
-          t->items.assign(stack_.end() - n, stack_.end());
-          for (Value* v : t->items) if (v->kind == Value::Mark) fail(at, "tuple of a mark");
-          stack_.resize(stack_.size() - n);
-          push(t);
-          break;
-        }
-        case ']': push(make(Value::List)); break;         // EMPTY_LIST
-        case '}': push(make(Value::Dict)); break;         // EMPTY_DICT
-        case 'l': { Value* l = make(Value::List); l->items = pop_to_mark(at); push(l); break; }
-        case 'd': {
-          Value* d = make(Value::Dict);
-          d->items = pop_to_mark(at);
-          if (d->items.size() % 2) fail(at, "DICT of an odd number of items");
-          push(d);
-          break;
-        }
-        case 'a': { Value* v = pop(at); append(top(at), {v}, at); break; }     // APPEND
-        case 'e': { auto vs = pop_to_mark(at); append(top(at), vs, at); break; }  // APPENDS
-        case 's': {                                                            // SETITEM
-          Value* v = pop(at);
-          Value* k = pop(at);
-          set_items(top(at), {k, v}, at);
-          break;
-        }
-        case 'u': { auto kv = pop_to_mark(at); set_items(top(at), kv, at); break; }  // SETITEMS
-        case 'N': push(make(Value::None)); break;
-        case 0x88: case 0x89: { Value* b = make(Value::Bool); b->number = op == 0x88; push(b); break; }
-        case 'K': push_int(byte()); break;                                       // BININT1
-        case 'M': push_int(static_cast<int64_t>(unsigned_le(2))); break;         // BININT2
-        case 'J': push_int(static_cast<int32_t>(static_cast<uint32_t>(unsigned_le(4)))); break;  // BININT
-        case 0x8a: {                                                             // LONG1
-          const size_t n = byte();
-          if (n > 8) fail(at, "integer wider than 64 bits");
-          uint64_t v = unsigned_le(n);
-          if (n && n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t{0} << (8 * n);  // sign-extend
-          push_int(static_cast<int64_t>(v));
-          break;
-        }
-        case 'X': push_text(Value::Str, unsigned_le(4), at); break;              // BINUNICODE
-        case 0x8c: push_text(Value::Str, byte(), at); break;                     // SHORT_BINUNICODE
-        case 0x8d: push_text(Value::Str, unsigned_le(8), at); break;             // BINUNICODE8
-        case 'C': push_text(Value::Bytes, byte(), at); break;                    // SHORT_BINBYTES
-        case 'B': push_text(Value::Bytes, unsigned_le(4), at); break;            // BINBYTES
-        case 0x8e: case 0x96: push_text(Value::Bytes, unsigned_le(8), at); break;  // BINBYTES8, BYTEARRAY8
-        case 'c': {                                                              // GLOBAL module\nname\n
-          const std::string module = line(at), attr = line(at);
-          Value* g = make(Value::Global);
-          g->text = module + " " + attr;
-          push(g);
-          break;
-        }
-        case 0x93: {                                                             // STACK_GLOBAL
-          Value* attr = pop(at);
-          Value* module = pop(at);
-          if (module->kind != Value::Str || attr->kind != Value::Str) fail(at, "STACK_GLOBAL of non-strings");
-          Value* g = make(Value::Global);
-          g->text = module->text + " " + attr->text;
-          push(g);
-          break;
-        }
-        case 'q': memo_put(byte(), at); break;                                   // BINPUT
-        case 'r': memo_put(unsigned_le(4), at); break;                           // LONG_BINPUT
-        case 0x94: memo_put(memo_.size(), at); break;                            // MEMOIZE
-        case 'h': push(memo_get(byte(), at)); break;                             // BINGET
-        case 'j': push(memo_get(unsigned_le(4), at)); break;                     // LONG_BINGET
-        case 'R': {                                                              // REDUCE
-          Value* args = pop(at);
-          Value* callable = pop(at);
-          if (args->kind != Value::Tuple) fail(at, "REDUCE arguments are not a tuple");
-          Value* r = make(Value::Reduced);
-          r->callable = callable;
-          r->args = args;
-          push(r);
-          break;
-        }
-        case 'b': {                                                              // BUILD
-          Value* state = pop(at);
-          Value* obj = top(at);
-          if (obj->kind != Value::Reduced || obj->state) fail(at, "BUILD of something that is not a fresh object");
-          obj->state = state;
-          break;
-        }
-        default: {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "0x%02x", op);
-          fail(at, std::string("pickle opcode ") + hex + " is not one numpy's array pickling uses");
-        }
-      }
-    }
-  }
-
-  [[noreturn]] void fail(size_t at, const std::string& problem) const {
-    throw file_error(name_, "bad pickled CAM dict at byte " + std::to_string(at) + ": " + problem);
-  }
-
- private:
-  unsigned char byte() {
-    if (p_ >= s_.size()) fail(p_, "truncated pickle");
-    return static_cast<unsigned char>(s_[p_++]);
-  }
-  void skip(size_t n) {
-    if (n > s_.size() - p_) fail(p_, "truncated pickle");
-    p_ += n;
-  }
-  uint64_t unsigned_le(size_t n) {
-    if (n > s_.size() - p_) fail(p_, "truncated pickle");
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(s_[p_ + i])) << (8 * i);
-    p_ += n;
-    return v;
-  }
-  std::string line(size_t at) {
-    const size_t end = s_.find('\n', p_);
-    if (end == std::string::npos || end - p_ > 256) fail(at, "GLOBAL without a short newline-ended name");
-    std::string out = s_.substr(p_, end - p_);
-    p_ = end + 1;
-    return out;
-  }
-  Value* make(Value::Kind kind) {
-    if (arena_.size() >= kMaxValues) fail(p_, "too many objects");
-    arena_.push_back(std::make_unique<Value>());
-    arena_.back()->kind = kind;
-    return arena_.back().get();
-  }
-  void push(Value* v) { stack_.push_back(v); }
-  void push_int(int64_t v) {
-    Value* i = make(Value::Int);
-    i->number = v;
-    push(i);
-  }
-  void push_text(Value::Kind kind, uint64_t length, size_t at) {
-    if (length > s_.size() - p_) fail(at, "string or bytes longer than the file");
-    Value* v = make(kind);
-    v->text = s_.substr(p_, static_cast<size_t>(length));
-    p_ += static_cast<size_t>(length);
-    push(v);
-  }
-  Value* pop(size_t at) {
-    if (stack_.empty() || stack_.back()->kind == Value::Mark) fail(at, "pop from an empty stack");
-    Value* v = stack_.back();
-    stack_.pop_back();
-    return v;
-  }
-  Value* top(size_t at) {
-    if (stack_.empty() || stack_.back()->kind == Value::Mark) fail(at, "no object on the stack");
-    return stack_.back();
-  }
-  std::vector<Value*> pop_to_mark(size_t at) {
-    size_t m = stack_.size();
-    while (m > 0 && stack_[m - 1]->kind != Value::Mark) --m;
-    if (m == 0) fail(at, "no MARK on the stack");
-    std::vector<Value*> items(stack_.begin() + m, stack_.end());
-    stack_.resize(m - 1);
-    return items;
-  }
-  void append(Value* list, const std::vector<Value*>& values, size_t at) {
-    if (list->kind != Value::List) fail(at, "APPEND to something that is not a list");
-    list->items.insert(list->items.end(), values.begin(), values.end());
-  }
-  void set_items(Value* dict, const std::vector<Value*>& kv, size_t at) {
-    if (dict->kind != Value::Dict || kv.size() % 2) fail(at, "SETITEMS to something that is not a dict");
-    dict->items.insert(dict->items.end(), kv.begin(), kv.end());
-  }
-  void memo_put(uint64_t index, size_t at) {
-    if (index >= kMaxMemo) fail(at, "memo index too large");
-    if (index >= memo_.size()) memo_.resize(static_cast<size_t>(index) + 1, nullptr);
-    memo_[static_cast<size_t>(index)] = top(at);
-  }
-  Value* memo_get(uint64_t index, size_t at) {
-    if (index >= memo_.size() || !memo_[static_cast<size_t>(index)]) fail(at, "memo entry " + std::to_string(index) + " was never stored");
-    return memo_[static_cast<size_t>(index)];
-  }
-
-  const std::string& s_;
-  size_t p_;
-  const std::string& name_;
-  std::vector<std::unique_ptr<Value>> arena_;
-  std::vector<Value*> stack_;
-  std::vector<Value*> memo_;
-};
+using Value = PickleValue;
 
 // ---------------------------------------------------- the numpy structure --
 struct Interpreter {
@@ -259,7 +41,7 @@ struct Interpreter {
 
   // numpy.dtype(code, False, True) with state (version, byte order, ...).
   void dtype(const Value* v, PickledArray& out) const {
-    if (!v || v->kind != Value::Reduced || !is_global(v->callable, "numpy dtype")) fail("an array's dtype is not numpy.dtype");
+    if (!v || v->kind != Value::Object || !is_global(v->callable, "numpy dtype")) fail("an array's dtype is not numpy.dtype");
     const Value* args = v->args;
     if (args->items.empty() || args->items[0]->kind != Value::Str) fail("a dtype without its type code");
     out.dtype = args->items[0]->text;
@@ -272,7 +54,7 @@ struct Interpreter {
 
   // _reconstruct(ndarray, (0,), b'b') with state (1, shape, dtype, is_fortran, data).
   const Value* array_state(const Value* v, const char* what) const {
-    if (!v || v->kind != Value::Reduced || !is_reconstruct(v->callable))
+    if (!v || v->kind != Value::Object || !is_reconstruct(v->callable))
       fail(std::string(what) + " is not a numpy array");
     if (v->args->items.empty() || !is_global(v->args->items[0], "numpy ndarray"))
       fail(std::string(what) + " is not a numpy.ndarray");
@@ -523,9 +305,10 @@ PickledArrays parse_npy_pickled_dict(const std::string& bytes, const std::string
   if (!header.pickled_object)
     throw file_error(name, "holds a plain " + header.descr + " array, not a pickled dict (np.save of {'keys': ..., "
                            "'attn_highres': ...})");
-  Unpickler machine(bytes, header.data_offset, name);
-  const Value* root = machine.run();
-  return Interpreter{name}.dict(root);
+  PickleOptions options;
+  options.what = "pickled CAM dict";
+  const PickleDocument doc = unpickle(bytes, header.data_offset, name, options);
+  return Interpreter{name}.dict(doc.root());
 }
 
 std::string encode_npy_pickled_dict(const PickledArrays& arrays) {

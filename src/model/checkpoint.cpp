@@ -9,12 +9,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "clipes/model/safetensors.h"
+#include "clipes/model/torch_save_pickle.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/zip_integrity.h"
 #include "clipes/util/option_error.h"
+#include "clipes/util/strings.h"
 
 namespace clipes {
 namespace {
@@ -40,30 +43,49 @@ TensorMap load_torchscript(const std::string& path) {
   return out;
 }
 
-void collect_tensors(const c10::IValue& value, const std::string& prefix, TensorMap& out) {
-  if (!value.isGenericDict()) return;
-  for (const auto& entry : value.toGenericDict()) {
-    if (!entry.key().isString()) continue;
-    const std::string key = prefix + entry.key().toStringRef();
-    if (entry.value().isTensor()) out[key] = entry.value().toTensor().detach();
-  }
+at::ScalarType scalar_type(const std::string& name) {
+  static const std::pair<const char*, at::ScalarType> kTypes[] = {
+      {"Float", at::kFloat}, {"Double", at::kDouble}, {"Half", at::kHalf}, {"BFloat16", at::kBFloat16},
+      {"Long", at::kLong},   {"Int", at::kInt},       {"Short", at::kShort}, {"Char", at::kChar},
+      {"Byte", at::kByte},   {"Bool", at::kBool}};
+  for (const auto& [n, t] : kTypes)
+    if (name == n) return t;
+  throw Error("no scalar type " + name);  // torch_save_pickle only names the ones above
 }
 
+// torch.save zips are read with our own pickle reader (model/torch_save_pickle):
+// LibTorch's unpickler turns an OrderedDict into None and cannot rebuild
+// PyTorch-Lightning's globals. LibTorch still reads the zip records.
 TensorMap load_state_dict(const std::string& path, const std::string& bytes) {
-  const c10::IValue root = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  if (!root.isGenericDict()) throw file_error(path, "torch.save file does not hold a dict of tensors");
-  c10::IValue dict = root;
-  // OpenCLIP training checkpoints keep the weights under "state_dict".
-  for (const auto& entry : root.toGenericDict())
-    if (entry.key().isString() &&
-        (entry.key().toStringRef() == "state_dict" || entry.key().toStringRef() == "model" ||
-         entry.key().toStringRef() == "model_state_dict") &&
-        entry.value().isGenericDict())
-      dict = entry.value();
-  TensorMap raw;
-  collect_tensors(dict, "", raw);
+  caffe2::serialize::PyTorchStreamReader reader(
+      std::make_unique<caffe2::serialize::IStreamAdapter>(new std::istringstream(bytes)));
+  if (reader.hasRecord("byteorder")) {
+    const auto [order, size] = reader.getRecord("byteorder");
+    const std::string text(static_cast<const char*>(order.get()), size);
+    if (text != "little") throw file_error(path, "was saved with byte order '" + printable(text.substr(0, 16)) +
+                                                     "' (only little-endian files are supported)");
+  }
+  if (!reader.hasRecord("data.pkl")) throw file_error(path, "zip archive without data.pkl: not a torch.save file");
+  const auto [pkl, pkl_size] = reader.getRecord("data.pkl");
+  const std::string pickle(static_cast<const char*>(pkl.get()), pkl_size);
+  std::map<std::string, at::Tensor> storages;  // tensors sharing a storage share it here too
   TensorMap out;
-  for (auto& [name, t] : raw) out[name.rfind("module.", 0) == 0 ? name.substr(7) : name] = t;
+  for (const TorchSaveTensor& t : torch_save_state_dict(pickle, path)) {
+    at::Tensor& storage = storages[t.storage_key];
+    if (!storage.defined()) {
+      const std::string record = "data/" + t.storage_key;
+      if (!reader.hasRecord(record))
+        throw file_error(path, "tensor '" + printable(t.name) + "' needs the missing record " + printable(record));
+      const auto [data, size] = reader.getRecord(record);
+      const uint64_t needed = static_cast<uint64_t>(t.storage_numel) * static_cast<uint64_t>(t.element_size);
+      if (size != needed)
+        throw file_error(path, "tensor '" + printable(t.name) + "': its storage record holds " + std::to_string(size) +
+                                   " bytes, its size needs " + std::to_string(needed));
+      storage = at::empty({t.storage_numel}, at::TensorOptions().dtype(scalar_type(t.dtype)));
+      if (size) std::memcpy(storage.data_ptr(), data.get(), size);
+    }
+    out[t.name.rfind("module.", 0) == 0 ? t.name.substr(7) : t.name] = storage.as_strided(t.sizes, t.strides, t.offset);
+  }
   return out;
 }
 

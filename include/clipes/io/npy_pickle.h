@@ -4,12 +4,9 @@
 // what its eval_cam.py and eval_cam_with_crf.py read back with
 // np.load(allow_pickle=True).item().
 //
-// Written by hand: no Debian package has a C++ unpickler, and LibTorch's
-// only understands torch's own pickles. Reading is a restricted pickle
-// machine: it knows the opcodes of protocols 2–5 that numpy's ndarray and
-// dtype pickling produce and the three globals involved
-// (numpy[._]core.multiarray._reconstruct, numpy.ndarray, numpy.dtype), builds
-// plain values, and never calls anything. Writing reproduces numpy 1.24's
+// Reading runs io/pickle_machine (plain values, nothing called) and then
+// accepts only the three globals numpy's ndarray and dtype pickling use
+// (numpy[._]core.multiarray._reconstruct, numpy.ndarray, numpy.dtype). Writing reproduces numpy 1.24's
 // np.save byte for byte (protocol 3, the same memo indices), so the official
 // scripts read our files unchanged. No torch here: fuzzed on its own.
 #pragma once
