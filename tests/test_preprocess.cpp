@@ -99,7 +99,7 @@ void expect_error_naming(F fn, const std::string& needle) {
 TEST(Preprocess, Ceil16MatchesReference) {
   for (const char* stem : kStems) {
     const cv::Mat rgb = decode_image_rgb(coco_image(stem));
-    const at::Tensor got = preprocess_ceil16(rgb);
+    const at::Tensor got = preprocess_to_patch_multiple(rgb, 16);
     const at::Tensor want = read_npy(reference(std::string("input_ceil16_") + stem + ".npy")).to(at::kFloat);
     ASSERT_EQ(got.sizes(), want.sizes()) << stem;
     EXPECT_EQ(got.size(1) % 16, 0);
@@ -153,37 +153,48 @@ TEST(Preprocess, Standard224CropsTheCentre) {
 }
 
 TEST(Preprocess, Ceil16Size) {
-  Ceil16Size s = ceil16_size(375, 500);
+  PatchMultipleSize s = patch_multiple_size(375, 500, 16);
   EXPECT_EQ(s.height, 384);
   EXPECT_EQ(s.width, 512);
-  s = ceil16_size(32, 48);
+  s = patch_multiple_size(32, 48, 16);
   EXPECT_EQ(s.height, 32);
   EXPECT_EQ(s.width, 48);
-  s = ceil16_size(1, 17);
+  s = patch_multiple_size(1, 17, 16);
   EXPECT_EQ(s.height, 16);
   EXPECT_EQ(s.width, 32);
   // Under the cap: unchanged.
-  s = ceil16_size(375, 500, 768);
+  s = patch_multiple_size(375, 500, 16, 768);
   EXPECT_EQ(s.height, 384);
   EXPECT_EQ(s.width, 512);
   // Over the cap: 24×32 = 768 patches > 300. Scaling so the height spans 15
   // patches gives 15 × ceil(500·15/375 = 20) = 300; 16 rows would need 22 columns.
-  s = ceil16_size(375, 500, 300);
+  s = patch_multiple_size(375, 500, 16, 300);
   EXPECT_EQ(s.height, 15 * 16);
   EXPECT_EQ(s.width, 20 * 16);
   // A 2000×3000 image capped at 1000 patches.
-  s = ceil16_size(2000, 3000, 1000);
+  s = patch_multiple_size(2000, 3000, 16, 1000);
   EXPECT_LE((s.height / 16) * (s.width / 16), 1000);
   EXPECT_GE((s.height / 16) * (s.width / 16), 900);
   EXPECT_NEAR(static_cast<double>(s.width) / s.height, 1.5, 0.1);
   // Extreme aspect ratio and a tiny cap still give a valid grid.
-  s = ceil16_size(16, 1600, 50);
+  s = patch_multiple_size(16, 1600, 16, 50);
   EXPECT_EQ(s.height, 16);
   EXPECT_EQ(s.width, 50 * 16);
-  s = ceil16_size(100, 100, 1);
+  s = patch_multiple_size(100, 100, 16, 1);
   EXPECT_EQ(s.height, 16);
   EXPECT_EQ(s.width, 16);
-  EXPECT_THROW(ceil16_size(0, 10), Error);
+  EXPECT_THROW(patch_multiple_size(0, 10, 16), Error);
+  EXPECT_THROW(patch_multiple_size(10, 10, 0), Error);
+  // Other patches round the same way (issue 26 item 7: /32 and /14 models).
+  s = patch_multiple_size(375, 500, 32);
+  EXPECT_EQ(s.height, 384);
+  EXPECT_EQ(s.width, 512);
+  s = patch_multiple_size(375, 500, 14);
+  EXPECT_EQ(s.height, 27 * 14);
+  EXPECT_EQ(s.width, 36 * 14);
+  s = patch_multiple_size(375, 500, 14, 300);  // cap: 15 × 20 patches of 14 px
+  EXPECT_EQ(s.height, 15 * 14);
+  EXPECT_EQ(s.width, 20 * 14);
 }
 
 // ---- Pillow bicubic -------------------------------------------------------------

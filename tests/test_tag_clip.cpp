@@ -123,7 +123,7 @@ at::Tensor tag_text(const ClipModel& model) {
 }
 
 at::Tensor coco_image() {
-  return preprocess_ceil16(decode_image_rgb(test::shared("fixtures/parity/coco6/images/000000020992.jpg")))
+  return preprocess_to_patch_multiple(decode_image_rgb(test::shared("fixtures/parity/coco6/images/000000020992.jpg")), 16)
       .unsqueeze(0);
 }
 

@@ -197,7 +197,7 @@ void evaluate(const clipes::ClipModel& model, const clipes::BpeTokenizer& tok, c
   const clipes::SoftmaxGradCam gradcam(model, cam_options);
   for (int i = 0; i < count; ++i) {
     const clipes::ToySample s = clipes::render_toy_sample(seed, static_cast<uint64_t>(i));
-    const at::Tensor image = clipes::preprocess_ceil16(s.rgb).unsqueeze(0);
+    const at::Tensor image = clipes::preprocess_to_patch_multiple(s.rgb, model.patch_size()).unsqueeze(0);
     at::Tensor x = model.run_blocks(model.embed_image(image), 0, model.num_vision_layers());
     x = model.vision_ln_post(x);
     const at::Tensor g_mean = unit(model.vision_project(x.slice(1, 1).mean(1)).to(torch::kFloat))[0];

@@ -15,7 +15,6 @@ namespace {
 // CLIP's normalisation constants, as the float32 tensors torchvision builds.
 constexpr float kMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 constexpr float kStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-constexpr int kPatch = 16;
 
 void check_rgb(const cv::Mat& m, const char* who) {
   if (m.empty() || m.type() != CV_8UC3)
@@ -46,20 +45,22 @@ at::Tensor normalize_clip(const cv::Mat& rgb_u8) {
   return out;
 }
 
-Ceil16Size ceil16_size(int h0, int w0, int max_tokens) {
+PatchMultipleSize patch_multiple_size(int h0, int w0, int patch, int max_tokens) {
   if (h0 <= 0 || w0 <= 0)
-    throw Error("ceil16_size: invalid image size " + std::to_string(w0) + "x" + std::to_string(h0));
+    throw Error("patch_multiple_size: invalid image size " + std::to_string(w0) + "x" + std::to_string(h0));
+  if (patch <= 0) throw Error("patch_multiple_size: invalid patch size " + std::to_string(patch));
+  const int64_t kPatch = patch;
   const int64_t gh0 = ceil_div(h0, kPatch), gw0 = ceil_div(w0, kPatch);
   if (max_tokens <= 0 || gh0 * gw0 <= max_tokens)
     return {static_cast<int>(gh0 * kPatch), static_cast<int>(gw0 * kPatch)};
 
-  // The grid ceil(h0·s/16) × ceil(w0·s/16) only grows with s and changes at
-  // s = 16·k/h0 or s = 16·k/w0, so the largest admissible s is one of those
-  // breakpoints. At s = 16·gh/h0 the grid is gh × ceil(w0·gh/h0) — integer
+  // The grid ceil(h0·s/P) × ceil(w0·s/P) only grows with s and changes at
+  // s = P·k/h0 or s = P·k/w0, so the largest admissible s is one of those
+  // breakpoints. At s = P·gh/h0 the grid is gh × ceil(w0·gh/h0) — integer
   // arithmetic, no float rounding at the breakpoints. Among feasible
   // candidates keep the largest s (compare gh/h0 against gw/w0 exactly).
   int64_t best_h = 1, best_w = 1;
-  int64_t best_num = 0, best_den = 1;  // best s = best_num·16 / best_den
+  int64_t best_num = 0, best_den = 1;  // best s = best_num·P / best_den
   auto consider = [&](int64_t gh, int64_t gw, int64_t num, int64_t den) {
     if (gh * gw > max_tokens) return;
     if (best_num == 0 || num * best_den > best_num * den) {
@@ -72,9 +73,9 @@ Ceil16Size ceil16_size(int h0, int w0, int max_tokens) {
   return {static_cast<int>(best_h * kPatch), static_cast<int>(best_w * kPatch)};
 }
 
-at::Tensor preprocess_ceil16(const cv::Mat& rgb_u8, int max_tokens) {
-  check_rgb(rgb_u8, "preprocess_ceil16");
-  const Ceil16Size s = ceil16_size(rgb_u8.rows, rgb_u8.cols, max_tokens);
+at::Tensor preprocess_to_patch_multiple(const cv::Mat& rgb_u8, int patch, int max_tokens) {
+  check_rgb(rgb_u8, "preprocess_to_patch_multiple");
+  const PatchMultipleSize s = patch_multiple_size(rgb_u8.rows, rgb_u8.cols, patch, max_tokens);
   // A stretch to the patch multiple, no crop or padding (spec §3 step 2).
   return normalize_clip(pil_bicubic_resize(rgb_u8, s.width, s.height));
 }

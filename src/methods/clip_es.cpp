@@ -53,7 +53,7 @@ ClipEsResult ClipEs::run(const cv::Mat& rgb, const std::vector<int>& class_indic
   const int num_labels = static_cast<int>(result.class_indices.size());
 
   auto t0 = Clock::now();
-  const at::Tensor input = preprocess_ceil16(rgb, config_.max_tokens);
+  const at::Tensor input = preprocess_to_patch_multiple(rgb, model_.patch_size(), config_.max_tokens);
   result.input_h = static_cast<int>(input.size(1));
   result.input_w = static_cast<int>(input.size(2));
   result.timings.preprocess_ms = ms_since(t0);

@@ -101,7 +101,7 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
     for (const auto& [y0, y1] : window_spans(image.rows, config_.window, config_.stride)) {
       for (const auto& [x0, x1] : window_spans(image.cols, config_.window, config_.stride)) {
         const cv::Mat crop = image(cv::Range(y0, y1), cv::Range(x0, x1)).clone();
-        const at::Tensor ch = score_patches(preprocess_ceil16(crop, 0)).channels;
+        const at::Tensor ch = score_patches(preprocess_to_patch_multiple(crop, model_.patch_size(), 0)).channels;
         const at::Tensor up =
             at::upsample_bilinear2d(ch.unsqueeze(0), {y1 - y0, x1 - x0}, /*align_corners=*/false).squeeze(0);
         if (!scores.defined()) scores = torch::zeros({up.size(0), image.rows, image.cols});
@@ -111,7 +111,7 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
     }
     scores = scores / count;
   } else {
-    const at::Tensor input = preprocess_ceil16(image, config_.max_tokens);
+    const at::Tensor input = preprocess_to_patch_multiple(image, model_.patch_size(), config_.max_tokens);
     result.input_h = static_cast<int>(input.size(1));
     result.input_w = static_cast<int>(input.size(2));
     scores = score_patches(input).channels;

@@ -116,6 +116,8 @@ std::vector<int> relative_tags(const std::vector<float>& scores, double relative
   return tags;
 }
 
+int TagClip::patch_size() const { return model_.patch_size(); }
+
 TagClip::TagClip(const ClipModel& model, at::Tensor text, int num_classes, TagClipConfig config)
     : model_(model), text_(std::move(text)), num_classes_(num_classes), config_(config) {
   if (text_.dim() != 2 || num_classes_ <= 0 || num_classes_ > text_.size(0))

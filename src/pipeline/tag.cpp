@@ -106,7 +106,7 @@ BatchSummary tag_images(const TagClip& tagger, const std::vector<std::string>& c
   };
   spec.is_complete = [&](const std::string& id) { return is_file(tag_record_path(options.batch.out_dir, id)); };
   spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
-    const at::Tensor image = preprocess_ceil16(rgb, options.max_tokens).unsqueeze(0);
+    const at::Tensor image = preprocess_to_patch_multiple(rgb, tagger.patch_size(), options.max_tokens).unsqueeze(0);
     const ImageTags t = image_tags(record, tagger.classify(image), class_names);
     const std::string path = tag_record_path(options.batch.out_dir, record.id);
     return [path, t, &class_names]() { write_tag_record(path, t, class_names); };
@@ -166,7 +166,7 @@ std::vector<ImageTags> predict_labels(const TagClip& tagger, const std::vector<s
         if (progress) progress(i + 1, mine.size());
         continue;  // the generate pass records this image's failure
       }
-      t = image_tags(r, tagger.classify(preprocess_ceil16(rgb, max_tokens).unsqueeze(0)), class_names);
+      t = image_tags(r, tagger.classify(preprocess_to_patch_multiple(rgb, tagger.patch_size(), max_tokens).unsqueeze(0)), class_names);
       write_tag_record(path, t, class_names);
     }
     r.labels = t.tags;

@@ -88,6 +88,7 @@ class TagClip {
   // text: unit query features [num_classes + background words, E], the
   // dataset's classes first.
   TagClip(const ClipModel& model, at::Tensor text, int num_classes, TagClipConfig config = {});
+  int patch_size() const;  // the model's: inputs are rounded up to multiples of it
   // image: [1, 3, H, W] normalised, H and W multiples of the patch size
   // (the CLIP-ES ceil-16 preprocessing, io/preprocess.h).
   TagResult classify(const at::Tensor& image) const;
