@@ -12,7 +12,7 @@ PACKAGES=(
   g++ cmake make pkg-config
   libtorch-dev libopencv-dev libcli11-dev nlohmann-json3-dev libspdlog-dev
   libgtest-dev libpcre2-dev libxml2-dev zlib1g-dev libpng-dev libopenblas0-pthread
-  libpugixml-dev libzip-dev libssl-dev libyaml-cpp-dev libdnnl-dev
+  libpugixml-dev libzip-dev libssl-dev libyaml-cpp-dev libdnnl-dev libgif-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

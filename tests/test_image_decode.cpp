@@ -4,6 +4,7 @@
 // (grey, palette, 16-bit, EXIF, ...) is covered in test_preprocess.cpp.
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <gif_lib.h>
 #include <png.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -681,4 +682,78 @@ TEST(ImageDecode, OutOfMemoryBecomesAnErrorNamingTheFile) {
         }
       },
       ::testing::ExitedWithCode(0), "big\\.jpg: out of memory while decoding \\(OpenCV: Failed to allocate 48000000 bytes\\)");
+}
+
+namespace {
+
+int append_to_vector(GifFileType* gif, const GifByteType* bytes, int n) {
+  auto* out = static_cast<std::vector<uchar>*>(gif->UserData);
+  out->insert(out->end(), bytes, bytes + n);
+  return n;
+}
+
+// A 6×5 GIF whose first frame (4×3 at offset 1,1, its own 4-colour table,
+// transparent index 2) is followed by a second frame that must be ignored.
+std::vector<uchar> two_frame_gif(bool interlaced) {
+  std::vector<uchar> out;
+  int error = 0;
+  GifFileType* gif = EGifOpen(&out, append_to_vector, &error);
+  EXPECT_NE(gif, nullptr);
+  EGifSetGifVersion(gif, true);
+  const GifColorType global_colors[2] = {{9, 9, 9}, {200, 200, 200}};
+  const GifColorType local_colors[4] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 0}};
+  ColorMapObject* global = GifMakeMapObject(2, global_colors);
+  ColorMapObject* local = GifMakeMapObject(4, local_colors);
+  EXPECT_EQ(EGifPutScreenDesc(gif, 6, 5, 2, 0, global), GIF_OK);
+  GraphicsControlBlock gcb{DISPOSAL_UNSPECIFIED, false, 0, 2};
+  GifByteType extension[4];
+  const size_t n = EGifGCBToExtension(&gcb, extension);
+  EXPECT_EQ(EGifPutExtension(gif, GRAPHICS_EXT_FUNC_CODE, static_cast<int>(n), extension), GIF_OK);
+  EXPECT_EQ(EGifPutImageDesc(gif, 1, 1, 4, 3, interlaced, local), GIF_OK);
+  GifPixelType rows[3][4] = {{0, 1, 3, 0}, {1, 1, 1, 1}, {3, 2, 0, 1}};
+  // Interlaced rows are sent 0, then (step 8 from 4: none), 2, then 1.
+  for (const int y : interlaced ? std::vector<int>{0, 2, 1} : std::vector<int>{0, 1, 2})
+    EXPECT_EQ(EGifPutLine(gif, rows[y], 4), GIF_OK);
+  EXPECT_EQ(EGifPutImageDesc(gif, 0, 0, 6, 5, false, nullptr), GIF_OK);  // frame 2: all global colour 1
+  GifPixelType ones[6] = {1, 1, 1, 1, 1, 1};
+  for (int y = 0; y < 5; ++y) EXPECT_EQ(EGifPutLine(gif, ones, 6), GIF_OK);
+  EXPECT_EQ(EGifCloseFile(gif, &error), GIF_OK);
+  GifFreeMapObject(global);
+  GifFreeMapObject(local);
+  return out;
+}
+
+}  // namespace
+
+TEST(ImageDecode, AGifIsItsFirstFrameAsPilConvertsIt) {
+  // Issue 26 friction: GIFs were refused; PIL (the official code's reader)
+  // decodes the first frame.
+  for (const bool interlaced : {false, true}) {
+    const std::vector<uchar> bytes = two_frame_gif(interlaced);
+    const auto header = probe_image_header(bytes);
+    ASSERT_TRUE(header);
+    EXPECT_STREQ(header->format, "GIF");
+    EXPECT_EQ(header->width, 6);
+    EXPECT_EQ(header->height, 5);
+    const cv::Mat rgb = decode_image_rgb_bytes(bytes, "two.gif");
+    ASSERT_EQ(rgb.type(), CV_8UC3);
+    ASSERT_EQ(rgb.size(), cv::Size(6, 5));
+    const cv::Vec3b red(255, 0, 0), green(0, 255, 0), blue(0, 0, 255), yellow(255, 255, 0);
+    // Outside the frame: the transparent index (2) through the frame's table.
+    EXPECT_EQ(rgb.at<cv::Vec3b>(0, 0), blue) << interlaced;
+    EXPECT_EQ(rgb.at<cv::Vec3b>(4, 5), blue) << interlaced;
+    // Inside: the frame's indices, row by row, in its own colours.
+    const cv::Vec3b want[3][4] = {{red, green, yellow, red}, {green, green, green, green}, {yellow, blue, red, green}};
+    for (int y = 0; y < 3; ++y)
+      for (int x = 0; x < 4; ++x) EXPECT_EQ(rgb.at<cv::Vec3b>(1 + y, 1 + x), want[y][x]) << interlaced << " " << y << x;
+  }
+  // Cut short: one line naming the file.
+  std::vector<uchar> cut = two_frame_gif(false);
+  cut.resize(40);
+  try {
+    decode_image_rgb_bytes(cut, "cut.gif");
+    FAIL() << "a truncated GIF decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("cut.gif: cannot decode image", 0), 0u) << e.what();
+  }
 }

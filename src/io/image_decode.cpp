@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "clipes/io/image_header.h"
+#include "clipes/io/gif_decode.h"
 #include "clipes/io/png_decode.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
@@ -119,13 +120,14 @@ cv::Mat decode_checked(const std::vector<uchar>& bytes, const std::string& name,
   // No size, no decoding: an unchecked decoder is exactly what a bomb needs.
   if (!header)
     throw file_error(name,
-                     "cannot decode image (not a PNG, JPEG, BMP, WebP, TIFF, PNM, Sun raster or JPEG 2000 file)");
+                     "cannot decode image (not a PNG, JPEG, GIF, BMP, WebP, TIFF, PNM, Sun raster or JPEG 2000 file)");
   if (header->width <= 0 || header->height <= 0)
     throw file_error(name, std::string("cannot decode image (truncated or corrupt ") + header->format + " header)");
   check_size(*header, limits, name);
   if (is_truncated_jpeg(bytes)) throw file_error(name, "truncated JPEG (image data ends early)");
 
   if (std::strcmp(header->format, "PNG") == 0) return to_rgb(decode_png_like_opencv(bytes, name), name);
+  if (std::strcmp(header->format, "GIF") == 0) return decode_gif_first_frame_rgb(bytes, name);  // OpenCV has none
 
   // IMREAD_UNCHANGED keeps 16-bit depth and alpha, and (like the explicit
   // IMREAD_IGNORE_ORIENTATION flag) stops OpenCV from applying the EXIF

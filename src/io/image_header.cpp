@@ -40,6 +40,12 @@ Header make(const char* format, uint64_t width, uint64_t height) {
   return ImageHeader{format, to_dim(width), to_dim(height)};
 }
 
+// GIF87a/GIF89a: the logical screen's width and height, little-endian, at 6.
+Header probe_gif(const Bytes& b) {
+  if (b.size() < 10) return std::nullopt;
+  return make("GIF", b[6] | (b[7] << 8), b[8] | (b[9] << 8));
+}
+
 Header probe_png(const Bytes& b) {
   // Signature, then IHDR must be the first chunk: length 13, width, height (BE).
   if (!has(b, 8, 16) || be(b, 8, 4) != 13 || std::memcmp(&b[12], "IHDR", 4) != 0) return std::nullopt;
@@ -257,6 +263,7 @@ std::optional<ImageHeader> probe_image_header(const std::vector<uchar>& b) {
   if (starts_with(b, "\x89PNG\r\n\x1A\n", 8)) is("PNG", probe_png(b));
   else if (starts_with(b, "\xFF\xD8", 2)) is("JPEG", probe_jpeg(b));
   else if (starts_with(b, "BM", 2)) is("BMP", probe_bmp(b));
+  else if (starts_with(b, "GIF87a", 6) || starts_with(b, "GIF89a", 6)) is("GIF", probe_gif(b));
   else if (b.size() >= 12 && starts_with(b, "RIFF", 4) && std::memcmp(&b[8], "WEBP", 4) == 0) is("WebP", probe_webp(b));
   else if (starts_with(b, "II*\0", 4) || starts_with(b, "MM\0*", 4) || starts_with(b, "II+\0", 4) ||
            starts_with(b, "MM\0+", 4))
