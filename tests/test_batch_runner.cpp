@@ -122,11 +122,12 @@ TEST(BatchRunner, AnExceptionOfAnyTypeBelongsToItsImage) {
   for (const char* id : {"img0", "img3", "img8", "img9"}) EXPECT_TRUE(fs::exists(out + "/" + id + ".txt")) << id;
   std::map<std::string, BatchFailure> by_id;
   for (const auto& f : s.failures) by_id[f.id] = f;
-  EXPECT_EQ(by_id["img1"].reason, "out of memory");
+  // Every reason names its image first, whatever threw (issue 26 friction).
+  EXPECT_EQ(by_id["img1"].reason, "img1.jpg: out of memory");
   EXPECT_EQ(by_id["img1"].stage, "compute");
   EXPECT_NE(by_id["img2"].reason.find("Failed to allocate 9 GB"), std::string::npos);
-  EXPECT_EQ(by_id["img4"].reason, "c10-like error");  // first line only: records are one line
-  EXPECT_EQ(by_id["img5"].reason, "unknown exception");
+  EXPECT_EQ(by_id["img4"].reason, "img4.jpg: c10-like error");  // first line only: records are one line
+  EXPECT_EQ(by_id["img5"].reason, "img5.jpg: unknown exception");
   EXPECT_EQ(by_id["img6"].stage, "decode");
   EXPECT_EQ(by_id["img7"].stage, "write");
   EXPECT_TRUE(s.failure_log_written);

@@ -150,6 +150,24 @@ TEST(ClassConfig, ParseErrorsNameFileAndKey) {
   EXPECT_NE(msg.find("/nonexistent/x.json"), std::string::npos) << msg;
 }
 
+TEST(ClassConfig, ANumberTooLargeForADoubleIsAParseError) {
+  // Found by fuzz_class_file: nlohmann throws out_of_range (not parse_error)
+  // for 1e309, which escaped the parser as a foreign exception.
+  const auto msg = error_of([] { ClassConfig::parse(R"({"box_threshold": 1e309, "classes": [{"name": "a"}]})", "f.json"); });
+  EXPECT_EQ(msg.rfind("f.json: invalid JSON", 0), 0u) << msg;
+}
+
+TEST(ClassConfig, AClassNamedTwiceIsRefused) {
+  // Issue 26 friction: two entries "cat" were accepted (the check compared the
+  // owner's name with itself), giving one class two mask values.
+  auto msg = error_of([] { ClassConfig::parse(R"({"classes": [{"name": "cat"}, {"name": "dog"}, {"name": "Cat "}]})", "f.json"); });
+  EXPECT_EQ(msg.rfind("f.json: ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("classes[2].name"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"cat\" (classes[0])"), std::string::npos) << msg;
+  // An alias that repeats its own class's name stays harmless.
+  EXPECT_EQ(ClassConfig::parse(R"({"classes": [{"name": "cat", "aliases": ["CAT"]}]})", "f.json").num_classes(), 1);
+}
+
 TEST(ClassConfig, AClassFileOfMoreThan254ClassesIsRefused) {
   // 300 classes from a file used to reach segment's 256-entry value table and
   // corrupt the heap; 255 wrote its last class as 255, the ignore value.

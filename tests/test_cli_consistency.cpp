@@ -49,7 +49,17 @@ TEST(CliConsistency, LimitZeroIsAnErrorEverywhereNeverAll) {
                                   std::string("prompts rank --model m --vocab v --dataset d --limit 0")}) {
     const std::string log = run_ok(args, 2);
     EXPECT_NE(log.find("--limit"), std::string::npos) << args << ": " << log;
+    // Issue 26 friction: CLI11's PositiveNumber printed DBL_MAX written out.
+    EXPECT_NE(log.find("must be at least 1, got 0"), std::string::npos) << args << ": " << log;
+    EXPECT_LT(log.size(), 200u) << args << ": " << log;
   }
+}
+
+TEST(CliConsistency, ThreadsAboveTheCoreCountAreClampedWithAWarning) {
+  // Issue 26 friction: --threads 1000 was taken as asked (model load 58 s instead of 1 s).
+  const std::string log = run_ok("info --model " + test::tiny_clip_path() + " --threads 1000", 0);
+  EXPECT_NE(log.find("--threads 1000 is more than the"), std::string::npos) << log;
+  EXPECT_NE(log.find("core(s) here; using"), std::string::npos) << log;
 }
 
 TEST(CliConsistency, JsonDashIsStdoutInEveryCommandAndFileOtherwise) {
@@ -78,6 +88,17 @@ TEST(CliConsistency, JsonDashIsStdoutInEveryCommandAndFileOtherwise) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/-"));
   EXPECT_EQ(json.rfind("{", 0), 0u) << json;
   EXPECT_NE(json.find("\"miou\""), std::string::npos) << json;
+}
+
+TEST(CliConsistency, QuietInfoWithAJsonFilePrintsNothing) {
+  // Issue 26 friction: `-q info --json PATH` still printed the table.
+  const std::string dir = test::make_temp_dir("cli-quiet-info");
+  const std::string out = run_ok("-q info --model " + test::tiny_clip_path() + " --json " + dir + "/info.json", 0);
+  EXPECT_EQ(out, "") << out;
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir + "/info.json"));
+  // Without -q the table is still there.
+  EXPECT_NE(run_ok("info --model " + test::tiny_clip_path() + " --json " + dir + "/again.json", 0).find("format:"),
+            std::string::npos);
 }
 
 TEST(CliConsistency, QuietEvalPrintsNoTable) {

@@ -12,6 +12,7 @@
 #include "clipes/eval/evaluate.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/npy.h"
+#include "clipes/text/class_config.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "test_support.h"
@@ -128,6 +129,16 @@ TEST(Evaluate, CamSweepMarksTheBestBackground) {
   EXPECT_FALSE(report.sweep[2 + 7].best);  // the first best wins
   EXPECT_EQ(report.best_setting, "alpha=1");
   EXPECT_NE(format_eval_report(report).find("<- best"), std::string::npos);
+  // The hint for refined CAMs is generate with CAA on (its default) ...
+  const std::string refined_table = format_eval_report(report);
+  EXPECT_NE(refined_table.find("clipes generate ... --bg-power 1.00\n"), std::string::npos) << refined_table;
+  // ... and for unrefined ones, generate with CAA off (issue 27 item 1: the
+  // hint without --no-caa gave 28.65 instead of the 59.88 it measured).
+  write_npy(dir + "/out/cams/a_cam.npy", cam);
+  EvalOptions unrefined = options;
+  unrefined.cam_suffix = "cam";
+  const std::string cam_table = format_eval_report(evaluate_cams(dir + "/out", gt, {"a"}, unrefined));
+  EXPECT_NE(cam_table.find("clipes generate ... --bg-power 1.00 --no-caa\n"), std::string::npos) << cam_table;
 
   // CAMs of another size than the ground truth: an error naming the CAM file.
   write_npy(dir + "/out/cams/a_refined.npy", torch::zeros({1, 3, 2}).to(torch::kHalf));
@@ -224,6 +235,49 @@ TEST(EvalCli, CocoCategoryIds) {
   // Category-id masks read as consecutive ids are wrong.
   rc = test::run_command(test::clipes_binary() + " eval --pred " + pred + " --gt " + coco_tiny_json(), &out);
   EXPECT_EQ(out.find("mIoU 100.00"), std::string::npos) << out;
+}
+
+TEST(Evaluate, CocoGroundTruthIsNumberedByClassNameNotByTheJsonsOrder) {
+  // Issue 26 item 4: a json holding only person(1) and dog(18) made dog the
+  // second category, value 2 ("bicycle"), while predictions use the run's
+  // coco set where dog is 17: perfect masks scored mIoU 50.
+  const std::string dir = test::make_temp_dir("eval-by-name");
+  nlohmann::json j;
+  j["images"] = {{{"id", 1}, {"file_name", "a.jpg"}, {"height", 8}, {"width", 8}}};
+  j["categories"] = {{{"id", 1}, {"name", "person"}}, {{"id", 18}, {"name", "dog"}}};
+  j["annotations"] = {
+      {{"id", 1}, {"image_id", 1}, {"category_id", 1}, {"iscrowd", 0}, {"segmentation", {{0, 0, 4, 0, 4, 8, 0, 8}}}},
+      {{"id", 2}, {"image_id", 1}, {"category_id", 18}, {"iscrowd", 0}, {"segmentation", {{4, 0, 8, 0, 8, 8, 4, 8}}}}};
+  write_file_atomic(dir + "/instances.json", j.dump());
+  GtSource gt = GtSource::open(dir + "/instances.json");
+  const cv::Mat own = gt.mask("a");
+  ASSERT_EQ(own.at<uint8_t>(4, 6), 2);  // the json's own order, as before
+  gt.map_categories(coco_label_set(false));
+  const cv::Mat truth = gt.mask("a");
+  EXPECT_EQ(truth.at<uint8_t>(4, 1), 1);
+  EXPECT_EQ(truth.at<uint8_t>(4, 6), 17);
+  write_indexed_png(dir + "/pred/a.png", truth);
+  EvalOptions options;
+  options.labels = coco_label_set(false);
+  EXPECT_DOUBLE_EQ(evaluate_masks(dir + "/pred", gt, {"a"}, options).mean_iou, 1.0);
+  // VOC's class file names the same animals (dog 12, person 15) and COCO's
+  // words as aliases: mapped by name too.
+  GtSource as_voc = GtSource::open(dir + "/instances.json");
+  as_voc.map_categories(parse_label_set(ClassConfig::resolve("voc").to_json_text(), "voc", false));
+  EXPECT_EQ(as_voc.mask("a").at<uint8_t>(4, 6), 12);
+  EXPECT_EQ(as_voc.mask("a").at<uint8_t>(4, 1), 15);
+  // A category the class set does not have is refused, naming it.
+  j["categories"].push_back({{"id", 24}, {"name", "giraffe"}});
+  write_file_atomic(dir + "/with-giraffe.json", j.dump());
+  GtSource giraffe = GtSource::open(dir + "/with-giraffe.json");
+  try {
+    giraffe.map_categories(voc_label_set());
+    FAIL() << "a category outside the class set was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(dir + "/with-giraffe.json: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find("'giraffe' (id 24)"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace

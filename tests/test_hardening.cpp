@@ -14,6 +14,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <torch/torch.h>
+
+#include "clipes/model/checkpoint.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
@@ -492,25 +495,209 @@ TEST(Hardening, OptionValuesAreChecked) {
 
 // ---- eval and values outside the class set -------------------------------------
 
-TEST(Hardening, EvalWarnsAboutPredictedValuesOutsideTheClassSet) {
-  const std::string dir = test::make_temp_dir("eval-outside");
+// `clipes eval --classes voc` of one 8×8 prediction against one ground truth
+// in folders under `dir`; the report is dir/report.json.
+Result eval_one_mask(const std::string& dir, const cv::Mat& gt, const cv::Mat& pred) {
   fs::create_directories(dir + "/gt");
   fs::create_directories(dir + "/pred");
+  cv::imwrite(dir + "/gt/a.png", gt);
+  cv::imwrite(dir + "/pred/a.png", pred);
+  return run(test::clipes_binary() + " eval --pred " + q(dir + "/pred") + " --gt " + q(dir + "/gt") +
+                 " --classes voc --json " + q(dir + "/report.json"),
+             dir);
+}
+
+TEST(Hardening, EvalWarnsAboutPredictedValuesOutsideTheClassSet) {
+  const std::string dir = test::make_temp_dir("eval-outside");
   cv::Mat gt(8, 8, CV_8UC1, cv::Scalar(0));
   gt(cv::Rect(0, 0, 4, 4)).setTo(1);
   cv::Mat pred = gt.clone();
   pred(cv::Rect(4, 4, 2, 2)).setTo(77);  // no VOC class has value 77
-  cv::imwrite(dir + "/gt/a.png", gt);
-  cv::imwrite(dir + "/pred/a.png", pred);
-  const Result r = run(test::clipes_binary() + " eval --pred " + q(dir + "/pred") + " --gt " + q(dir + "/gt") +
-                           " --classes voc --json " + q(dir + "/report.json"),
-                       dir);
+  const Result r = eval_one_mask(dir, gt, pred);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("no class of the set"), std::string::npos) << r.out;
   const auto j = nlohmann::json::parse(read_file(dir + "/report.json"));
   ASSERT_EQ(j["predicted_outside_class_set"].size(), 1u);
   EXPECT_EQ(j["predicted_outside_class_set"][0]["value"], 77);
   EXPECT_EQ(j["predicted_outside_class_set"][0]["pixels"], 4);
+}
+
+TEST(Hardening, EvalWarnsAboutGroundTruthValuesOutsideTheClassSet) {
+  // Issue 26 friction: GT values no class has were ignored without a word.
+  const std::string dir = test::make_temp_dir("eval-gt-outside");
+  cv::Mat gt(8, 8, CV_8UC1, cv::Scalar(0));
+  gt(cv::Rect(0, 0, 4, 4)).setTo(1);
+  const cv::Mat pred = gt.clone();
+  gt(cv::Rect(4, 4, 3, 2)).setTo(40);   // no VOC class has value 40
+  gt(cv::Rect(0, 6, 2, 2)).setTo(255);  // the ignore value: no warning
+  const Result r = eval_one_mask(dir, gt, pred);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("the ground truth holds values that are no class of the set"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 40 (6 px)"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(read_file(dir + "/report.json"));
+  ASSERT_EQ(j["gt_outside_class_set"].size(), 1u);
+  EXPECT_EQ(j["gt_outside_class_set"][0]["value"], 40);
+  EXPECT_EQ(j["gt_outside_class_set"][0]["pixels"], 6);
+}
+
+}  // namespace
+}  // namespace clipes
+
+namespace clipes {
+namespace {
+
+// ---- any patch size (issue 26 item 7) --------------------------------------------
+
+// tiny-clip-a with conv1 and the position embedding re-made (seeded) for
+// `patch` px patches at 224 px, saved as an OpenCLIP state dict: the shape of
+// a ViT-B/32 or ViT-L/14 checkpoint at fixture size.
+std::string tiny_clip_with_patch(int patch, const std::string& dir) {
+  TensorMap t = load_checkpoint(test::tiny_clip_path()).tensors;
+  torch::manual_seed(patch);
+  const int64_t width = t.at("visual.conv1.weight").size(0), grid = 224 / patch;
+  t["visual.conv1.weight"] = torch::randn({width, 3, patch, patch}) * 0.02;
+  t["visual.positional_embedding"] = torch::randn({1 + grid * grid, width}) * 0.01;
+  const std::string path = dir + "/tiny-p" + std::to_string(patch) + ".pt";
+  save_state_dict(path, t);
+  return path;
+}
+
+TEST(Hardening, ModelsWithOtherPatchSizesTakeImagesOfAnySize) {
+  // A /32 model (and a /14 one) was accepted, then an image whose 16-rounded
+  // side was not a multiple of 32 failed ("multiples of 32") while others
+  // worked: the rounding to the patch was fixed at 16 px.
+  const std::string dir = test::make_temp_dir("patch-sizes");
+  cv::Mat image(70, 100, CV_8UC3);  // 16-rounded: 80 × 112, a multiple of neither 32 nor 14
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(255));
+  cv::imwrite(dir + "/odd.png", image);
+  for (const int patch : {32, 14}) {
+    const std::string model = tiny_clip_with_patch(patch, dir);
+    const std::string out = dir + "/out" + std::to_string(patch);
+    for (const std::string& input : {dir + "/odd.png", coco6_image("000000010764")}) {
+      const Result r = run(test::clipes_binary() + " generate --model " + q(model) + " --activation quick-gelu --vocab " +
+                               q(test::vocab_path()) + " --out " + q(out) + " --image " + q(input) + " --labels person",
+                           dir);
+      EXPECT_EQ(r.code, 0) << patch << " " << input << ": " << r.err;
+      const std::string stem = fs::path(input).stem().string();
+      const cv::Mat mask = cv::imread(out + "/masks/" + stem + ".png", cv::IMREAD_UNCHANGED);
+      const cv::Mat original = cv::imread(input);
+      ASSERT_FALSE(mask.empty()) << patch << " " << stem;
+      EXPECT_EQ(mask.size(), original.size()) << patch << " " << stem;
+    }
+  }
+}
+
+TEST(Hardening, EveryDecodableImageFormatIsFoundInFoldersAndByVisualize) {
+  // Issue 26 friction: segment --format folder skipped .tif/.ppm files it can
+  // decode, and visualize looked for .jpg/.jpeg/.png only.
+  const std::string dir = test::make_temp_dir("all-formats");
+  fs::create_directories(dir + "/images");
+  const cv::Mat bgr = cv::imread(coco6_image("000000010764"));
+  ASSERT_TRUE(cv::imwrite(dir + "/images/a.tif", bgr));
+  ASSERT_TRUE(cv::imwrite(dir + "/images/b.ppm", bgr));
+  write_bytes(dir + "/images/notes.txt", "not an image");
+  const std::string out = dir + "/out";
+  const Result r = run(test::clipes_binary() + " segment --model " + q(test::tiny_clip_path()) + " --vocab " +
+                           q(test::vocab_path()) + " --dataset " + q(dir + "/images") + " --format folder --classes " +
+                           q("person,other") + " --out " + q(out),
+                       dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::is_regular_file(out + "/masks/a.png"));
+  EXPECT_TRUE(fs::is_regular_file(out + "/masks/b.png"));
+  const Result vis = run(test::clipes_binary() + " visualize --out " + q(out) + " --no-gt", dir);
+  EXPECT_EQ(vis.code, 0) << vis.err;
+  EXPECT_TRUE(fs::is_regular_file(out + "/vis/a.jpg")) << vis.err;
+  EXPECT_TRUE(fs::is_regular_file(out + "/vis/b.jpg")) << vis.err;
+}
+
+// A VOC root with two images: `a` labelled person, `b` whose XML has an
+// <object> without <name>.
+std::string voc_with_a_damaged_xml(const std::string& dir) {
+  const std::string root = dir + "/VOC";
+  for (const char* sub : {"/JPEGImages", "/Annotations", "/ImageSets/Segmentation"}) fs::create_directories(root + sub);
+  for (const char* id : {"a", "b"}) fs::copy_file(coco6_image("000000010764"), root + "/JPEGImages/" + id + ".jpg");
+  write_bytes(root + "/Annotations/a.xml", "<annotation><object><name>person</name></object></annotation>");
+  write_bytes(root + "/Annotations/b.xml", "<annotation><object><pose>Left</pose></object></annotation>");
+  write_bytes(root + "/ImageSets/Segmentation/val.txt", "a\nb\n");
+  return root;
+}
+
+TEST(Hardening, ADamagedVocAnnotationFailsItsImageNotTheRun) {
+  // Issue 26 friction: one <object> without <name> ended the run with exit 2.
+  const std::string dir = test::make_temp_dir("voc-damaged-xml");
+  const std::string root = voc_with_a_damaged_xml(dir);
+  const Result r = run(generate_command(dir + "/out") + " --dataset " + q(root) + " --format voc --split val", dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::is_regular_file(dir + "/out/masks/a.png"));
+  EXPECT_FALSE(fs::exists(dir + "/out/masks/b.png"));
+  const auto failures = read_jsonl(dir + "/out/failures.jsonl");
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0]["id"], "b");
+  EXPECT_NE(failures[0]["reason"].get<std::string>().find("b.xml: an <object> has no <name>"), std::string::npos)
+      << failures[0];
+  // --dry-run says beforehand that b will fail.
+  const Result dry = run(generate_command(dir + "/dry") + " --dataset " + q(root) + " --format voc --split val --dry-run", dir);
+  EXPECT_EQ(dry.code, 0) << dry.err;
+  EXPECT_NE(dry.out.find("to compute:         1\n  a\n"), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("will fail, no labels: 1\n  b\n"), std::string::npos) << dry.out;
+}
+
+TEST(Hardening, EveryFailureLineNamesItsImage) {
+  // Issue 26 friction: "unknown class "unicorn"" did not say which image.
+  const std::string dir = test::make_temp_dir("failure-names-image");
+  const std::string images = dir + "/images";
+  fs::create_directories(images);
+  fs::copy_file(coco6_image("000000010764"), images + "/good.jpg");
+  fs::copy_file(coco6_image("000000010764"), images + "/odd.jpg");
+  write_bytes(dir + "/labels.csv", "image,labels\ngood.jpg,person\nodd.jpg,unicorn\n");
+  const Result r = run(generate_command(dir + "/out") + " --dataset " + q(images) + " --format folder --labels-file " +
+                           q(dir + "/labels.csv"),
+                       dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  const auto failures = read_jsonl(dir + "/out/failures.jsonl");
+  ASSERT_EQ(failures.size(), 1u);
+  const std::string reason = failures[0]["reason"];
+  EXPECT_EQ(reason.rfind(images + "/odd.jpg: ", 0), 0u) << reason;
+  EXPECT_NE(reason.find("unicorn"), std::string::npos) << reason;
+  EXPECT_NE(r.err.find(images + "/odd.jpg: "), std::string::npos) << r.err;
+}
+
+TEST(Hardening, AnotherCommandsOutputFolderIsRefusedWithAShortReason) {
+  // Issue 26 friction: segment into a generate OUT printed a 1,500-character
+  // settings diff, and --force-resume then mixed two numberings under one run.json.
+  const std::string dir = test::make_temp_dir("command-change");
+  const std::string image = coco6_image("000000010764");
+  const Result g = run(generate_command(dir + "/out") + " --image " + q(image) + " --labels person", dir);
+  ASSERT_EQ(g.code, 0) << g.err;
+  const std::string segment = test::clipes_binary() + " segment --model " + q(test::tiny_clip_path()) + " --vocab " +
+                              q(test::vocab_path()) + " --image " + q(image) + " --classes voc --out " + q(dir + "/out");
+  for (const std::string& extra : {std::string(""), std::string(" --force-resume")}) {
+    const Result r = run(segment + extra, dir);
+    EXPECT_EQ(r.code, 2) << extra << ": " << r.err;
+    EXPECT_NE(r.err.find("holds the outputs of clipes generate, not of clipes segment"), std::string::npos) << r.err;
+    EXPECT_LT(r.err.size(), 400u) << r.err;
+  }
+  // A long settings difference within one command is summarised.
+  const Result other = run(generate_command(dir + "/out") + " --image " + q(image) +
+                               " --labels person --classes coco --template " + q(std::string(600, 'x') + " {}"),
+                           dir);
+  EXPECT_EQ(other.code, 2) << other.err;
+  EXPECT_NE(other.err.find("other settings"), std::string::npos) << other.err;
+  EXPECT_LT(other.err.size(), 700u) << other.err;
+}
+
+TEST(Hardening, CudaOnACpuOnlyBuildIsRefusedBeforeAnythingIsWritten) {
+  // Issue 27 item 7: LibTorch's own error came after "loading..." and after
+  // settings.json was written.
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible: --device cuda is valid here";
+  const std::string dir = test::make_temp_dir("cuda-on-cpu");
+  const Result r = run(generate_command(dir + "/out") + " --image " + q(coco6_image("000000010764")) +
+                           " --labels person --device cuda",
+                       dir);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("--device cuda: "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("loading"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/out/settings.json"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // clipes export mmseg|deeplab: the list and snippet a trainer reads.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <sstream>
@@ -34,6 +35,11 @@ TEST(TrainingExport, MmsegAndDeeplabListsPointAtEveryMaskAndItsImage) {
   EXPECT_NE(config.find("'crescent'"), std::string::npos) << config;
   EXPECT_NE(config.find("num_classes = 9"), std::string::npos) << config;
   EXPECT_NE(config.find(dir + "/run/masks"), std::string::npos) << config;
+  // From a relative OUT too, ann_file is absolute: mmengine's
+  // osp.join(data_root='/', ann_file) must give the list itself (issue 27 item 3).
+  ASSERT_EQ(test::run_command("cd " + dir + " && " + bin + " export mmseg run", &log), 0) << log;
+  const std::string relative = read_file(dir + "/run/export/mmseg/clipes_pseudo_masks.py");
+  EXPECT_NE(relative.find("ann_file='" + dir + "/run/export/mmseg/train.txt'"), std::string::npos) << relative;
 
   ASSERT_EQ(test::run_command(bin + " export deeplab " + dir + "/run", &log), 0) << log;
   std::istringstream pairs(read_file(dir + "/run/export/deeplab/train_aug.txt"));
@@ -49,6 +55,34 @@ TEST(TrainingExport, MmsegAndDeeplabListsPointAtEveryMaskAndItsImage) {
   EXPECT_NE(read_file(dir + "/run/export/deeplab/clipes_pseudo_masks.yaml").find("N_CLASSES: 9"), std::string::npos);
   // Not a run folder: one line, exit 2.
   EXPECT_EQ(test::run_command(bin + " export mmseg " + dir + "/val", &log), 2) << log;
+}
+
+TEST(TrainingExport, ASingleImageRunAndPathsWithSpaces) {
+  // Issue 26 friction: after `generate --image x.jpg` (a bare relative name)
+  // export said ": image folder does not exist"; and deeplab lists were
+  // written with unquoted spaces, which its space-split reader breaks on.
+  const std::string dir = test::make_temp_dir("export-single") + "/with space";
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(test::shared("fixtures/parity/coco6/images/000000010764.jpg"), dir + "/x.jpg");
+  const std::string bin = test::clipes_binary();
+  std::string log;
+  ASSERT_EQ(test::run_command("cd '" + dir + "' && " + bin + " -q generate --model " + test::tiny_clip_path() +
+                                  " --vocab " + test::vocab_path() + " --image x.jpg --labels person --out run",
+                              &log),
+            0)
+      << log;
+  // run.json names resolved paths, so a job in another folder finds them (issue 27 item 4).
+  const auto run = nlohmann::json::parse(read_file(dir + "/run/run.json"));
+  EXPECT_EQ(run["input"]["image"], dir + "/x.jpg");
+  EXPECT_EQ(run["images_folder"], dir);
+  EXPECT_EQ(run["model"]["path"].get<std::string>().front(), '/');
+  ASSERT_EQ(test::run_command("cd / && " + bin + " -q visualize --no-gt --out '" + dir + "/run'", &log), 0) << log;
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir + "/run/vis/x.jpg"));
+  ASSERT_EQ(test::run_command(bin + " export mmseg '" + dir + "/run'", &log), 0) << log;
+  EXPECT_NE(read_file(dir + "/run/export/mmseg/clipes_pseudo_masks.py").find(dir), std::string::npos);
+  EXPECT_EQ(test::run_command(bin + " export deeplab '" + dir + "/run'", &log), 2) << log;
+  EXPECT_NE(log.find("deeplab-pytorch's list format cannot hold"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/export/deeplab/train_aug.txt"));
 }
 
 }  // namespace
@@ -97,6 +131,38 @@ TEST(TrainingExport, CocoResultsRoundTripThroughOurRleDecoder) {
     ++checked;
   }
   EXPECT_GE(checked, 3u);
+}
+
+}  // namespace
+}  // namespace clipes
+
+#include "clipes/pipeline/coco_results.h"
+
+namespace clipes {
+namespace {
+
+TEST(TrainingExport, CocoResultsFromCoco2014FileNames) {
+  // Issue 27 item 5: masks named like CLIP-ES's COCO 2014 images
+  // (COCO_val2014_000000005001) were skipped as "not a COCO image id".
+  EXPECT_EQ(coco_image_id_from_stem("000000005001"), 5001);
+  EXPECT_EQ(coco_image_id_from_stem("COCO_val2014_000000005001"), 5001);
+  EXPECT_EQ(coco_image_id_from_stem("COCO_train2014_000000000009"), 9);
+  EXPECT_FALSE(coco_image_id_from_stem("dog_001"));
+  EXPECT_FALSE(coco_image_id_from_stem("COCO_val2014_"));
+  const std::string dir = test::make_temp_dir("export-coco2014");
+  cv::Mat mask(6, 5, CV_8UC1, cv::Scalar(0));
+  mask(cv::Rect(1, 2, 3, 3)).setTo(1);
+  write_indexed_png(dir + "/masks/COCO_val2014_000000005001.png", mask);
+  const CocoResultsSummary s = write_coco_results(dir, {{1, 18}}, dir + "/results.json");
+  EXPECT_EQ(s.images, 1u);
+  EXPECT_EQ(s.skipped_stems, 0u);
+  const auto results = nlohmann::json::parse(read_file(dir + "/results.json"));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0]["image_id"], 5001);
+  EXPECT_EQ(results[0]["category_id"], 18);
+  const auto& seg = results[0]["segmentation"];
+  const cv::Mat decoded = decode_rle(decode_rle_string(seg["counts"].get<std::string>()), seg["size"][0], seg["size"][1]);
+  EXPECT_EQ(cv::countNonZero(decoded != (mask == 1) / 255), 0);
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ std::vector<ImageRecord> read_input_records(const InputOptions& o, bool labels_r
     if (!o.dataset.empty()) throw Error("--image and --dataset are exclusive");
     if (labels_required && o.labels.empty()) throw Error("--image needs --labels \"class,class\"");
     const std::string stem = std::filesystem::path(o.image).stem().string();
-    return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels)}};
+    return {ImageRecord{safe_stem(stem, o.image), o.image, split_comma_list(o.labels), ""}};
   }
   if (o.dataset.empty()) {
     throw Error(labels_required ? "give --image I --labels L, or --dataset DIR --format voc|coco|folder"
@@ -79,16 +79,25 @@ std::vector<ImageRecord> read_input_records(const InputOptions& o, bool labels_r
   return records;
 }
 
+// Resolved, so that run.json names the same files when read from another
+// working directory (a Slurm job, a moved OUT; issue 27 item 4). Older
+// run.json files with relative paths are still read as they are.
+namespace {
+std::string resolved(const std::string& path) {
+  return path.empty() ? path : std::filesystem::absolute(path).lexically_normal().string();
+}
+}  // namespace
+
 nlohmann::json input_json(const InputOptions& o) {
   nlohmann::json input = nlohmann::json::object();
   if (o.image.empty()) {
-    put_bytes(input, "dataset", o.dataset);
+    put_bytes(input, "dataset", resolved(o.dataset));
     input["format"] = o.format;
     put_bytes(input, "split", o.split);
-    put_bytes(input, "list", o.list);
-    put_bytes(input, "labels_file", o.labels_file);
+    put_bytes(input, "list", resolved(o.list));
+    put_bytes(input, "labels_file", resolved(o.labels_file));
   } else {
-    put_bytes(input, "image", o.image);
+    put_bytes(input, "image", resolved(o.image));
     put_bytes(input, "labels", o.labels);
   }
   return input;
@@ -184,16 +193,18 @@ void check_labels_match_class_set(const std::vector<ImageRecord>& records, const
 // check and without loading the model. `mask_of(id)` is the mask file of an
 // image, whose presence means complete.
 void print_dry_run(const std::string& command, const std::vector<ImageRecord>& records, const BatchOptions& batch,
-                   const std::function<std::string(const std::string& id)>& mask_of) {
+                   const std::function<std::string(const std::string& id)>& mask_of, bool needs_labels) {
   std::vector<BatchJob> jobs;
   for (const auto& r : records) jobs.push_back({r.id, r.image_path});
   const std::vector<size_t> selected = select_jobs(jobs, batch);
-  std::vector<std::string> todo;
+  std::vector<std::string> todo, will_fail;
   size_t complete = 0;
   for (size_t i : selected) {
     std::error_code ec;
     if (batch.resume && std::filesystem::is_regular_file(mask_of(jobs[i].id), ec))
       ++complete;
+    else if (needs_labels && (records[i].labels.empty() || !records[i].label_error.empty()))
+      will_fail.push_back(jobs[i].id);  // COCO images without annotations, damaged XMLs: failed by the run
     else
       todo.push_back(jobs[i].id);
   }
@@ -206,6 +217,11 @@ void print_dry_run(const std::string& command, const std::vector<ImageRecord>& r
             << "to compute:         " << todo.size() << "\n";
   for (size_t i = 0; i < todo.size() && i < 10; ++i) std::cout << "  " << printable(todo[i]) << "\n";
   if (todo.size() > 10) std::cout << "  ... and " << todo.size() - 10 << " more\n";
+  if (needs_labels) {
+    std::cout << "will fail, no labels: " << will_fail.size() << "\n";
+    for (size_t i = 0; i < will_fail.size() && i < 10; ++i) std::cout << "  " << printable(will_fail[i]) << "\n";
+    if (will_fail.size() > 10) std::cout << "  ... and " << will_fail.size() - 10 << " more\n";
+  }
 }
 
 // The end every batch command shares: run.json gets the vocabulary path and
@@ -217,9 +233,11 @@ int finish_batch_run(const std::string& command, const std::string& out, const S
                      const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
                      const std::string& vocab, const std::string& started_at,
                      const std::vector<std::string>& force_resumed_over, const BatchSummary& s, bool single_image) {
-  put_bytes(run, "vocab", vocab);
+  put_bytes(run, "vocab", resolved(vocab));
+  // Absolute: `export` and `visualize` read it from other working directories,
+  // and `--image x.jpg` has no folder at all in its relative path.
   if (!records.empty())
-    put_bytes(run, "images_folder", std::filesystem::path(records.front().image_path).parent_path().string());
+    put_bytes(run, "images_folder", std::filesystem::path(resolved(records.front().image_path)).parent_path().string());
   const nlohmann::json history = {{"command", command},         {"started", started_at},
                                   {"ended", now_utc_iso8601()}, {"shard", shard_text},
                                   {"counts", run["counts"]},    {"timings_s", run["timings_s"]},
@@ -257,7 +275,7 @@ nlohmann::json batch_run_record(const std::string& command, const std::string& m
                                 const nlohmann::json& settings, const nlohmann::json& config_extra,
                                 const InputOptions& input, size_t listed, const BatchSummary& s, double wall_s) {
   nlohmann::json model = nlohmann::json::object();
-  put_bytes(model, "path", model_path);
+  put_bytes(model, "path", resolved(model_path));
   model["sha256"] = settings.at("model_sha256");
   nlohmann::json config = settings;
   config.erase("model_sha256");
@@ -268,7 +286,7 @@ nlohmann::json batch_run_record(const std::string& command, const std::string& m
   // image (issue 25), so a run that can differ from them says so where its
   // results are described, not only in the help text.
   if (settings.value("max_tokens", 0) > 0)
-    notes.push_back("images whose ceil-16 grid exceeds max_tokens = " +
+    notes.push_back("images whose patch grid exceeds max_tokens = " +
                     std::to_string(settings.value("max_tokens", 0)) +
                     " patches ran downscaled; the official CLIP-ES and TagCLIP never downscale "
                     "(--max-tokens 0 for parity on large images)");
@@ -307,11 +325,11 @@ void add_batch_run_options(CLI::App& sub, BatchCli& o) {
   sub.add_option("--max-tokens", o.max_tokens,
                  "cap on the patch grid h·w: larger images run downscaled, which the official code never does "
                  "(0 = none, as the official)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(count_at_least(0))
       ->capture_default_str();
   add_max_pixels_option(sub, o.max_pixels);
   sub.add_option("--shard", o.shard, "i/N: process the i-th of N deterministic shards")->capture_default_str();
-  sub.add_option("--limit", o.limit, "at most this many images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
+  sub.add_option("--limit", o.limit, "at most this many images, N ≥ 1 (default: all)")->check(count_at_least(1));
   sub.add_flag("--no-resume", o.no_resume, "recompute images whose outputs exist (and record the new settings)");
   sub.add_flag("--force-resume", o.force_resume,
                "resume even though OUT was made with other settings (existing outputs are kept)");
@@ -343,10 +361,11 @@ nlohmann::json BatchCommand::common_settings() const {
 
 bool BatchCommand::check_settings(const nlohmann::json& settings, const std::vector<ImageRecord>& records,
                                   const BatchOptions& batch,
-                                  const std::function<std::string(const std::string& id)>& mask_of) {
+                                  const std::function<std::string(const std::string& id)>& mask_of,
+                                  bool needs_labels) {
   force_resumed_over_ = check_resume_settings(o_.out, settings, o_.no_resume, o_.force_resume, o_.dry_run);
   if (o_.dry_run) {
-    print_dry_run(command_, records, batch, mask_of);
+    print_dry_run(command_, records, batch, mask_of, needs_labels);
     return false;
   }
   started_at_ = now_utc_iso8601();

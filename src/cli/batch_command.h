@@ -71,8 +71,11 @@ class BatchCommand {
   // The resume rule for `settings`, then --dry-run's listing. False for a
   // dry run: the listing is printed and there is nothing more to do.
   // `mask_of(id)`: the file whose presence means an image is complete.
+  // `needs_labels`: images without usable labels will fail (generate with
+  // given labels), and the listing counts them apart.
   bool check_settings(const nlohmann::json& settings, const std::vector<ImageRecord>& records,
-                      const BatchOptions& batch, const std::function<std::string(const std::string& id)>& mask_of);
+                      const BatchOptions& batch, const std::function<std::string(const std::string& id)>& mask_of,
+                      bool needs_labels = false);
   // The model (logged), with the vocabulary checked against it.
   std::shared_ptr<ClipModel> load_model(const BpeTokenizer& tokenizer) const;
   // run.json: the common part (batch_run_record) with `config_extra` and what

@@ -109,8 +109,8 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "checkpoint (default: random-init ViT-B/16)");
       sub.add_option("--vocab", o->vocab, "BPE vocabulary (default: byte-level, enough for timing)");
       sub.add_option("--case", o->cases, "WxH[:K] photo size and label count (repeatable)")->capture_default_str();
-      sub.add_option("--runs", o->runs, "timed runs per case")->check(CLI::PositiveNumber)->capture_default_str();
-      sub.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber)->capture_default_str();
+      sub.add_option("--runs", o->runs, "timed runs per case")->check(count_at_least(1))->capture_default_str();
+      sub.add_option("--warmup", o->warmup, "untimed runs first")->check(count_at_least(0))->capture_default_str();
       sub.add_option("--ops", o->ops_tokens,
                      "also time one vision block op by op at this many tokens (1201 = 640x480), both engines")
           ->check(CLI::Range(2, 10000));

@@ -79,7 +79,7 @@ const bool registered = register_command({
       sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\", or a class set voc | coco | toy | FILE")->required();
       sub.add_option("--template", o->prompt_template, "prompt template; {} is the class name")->capture_default_str();
       sub.add_option("--topk", o->topk, "print only the k most probable classes (0 = all)")
-          ->check(CLI::NonNegativeNumber)
+          ->check(count_at_least(0))
           ->capture_default_str();
       add_max_pixels_option(sub, o->max_pixels);
       add_json_option(sub, o->json, "the probabilities");

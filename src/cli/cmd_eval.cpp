@@ -54,6 +54,10 @@ int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
   source.labels_file = o.labels_file;
   source.split = format == "coco" && !o.split_given ? "" : o.split;
   const std::vector<ImageRecord> truth_records = read_dataset(source);
+  // Ground truth that cannot be read cannot be scored against: fatal here,
+  // although a batch run only fails the image.
+  for (const auto& r : truth_records)
+    if (!r.label_error.empty()) throw Error(r.label_error);
 
   // The class set: --classes, else the tag run's run.json, else by format.
   const fs::path out_dir = fs::path(o.tags).parent_path();
@@ -183,12 +187,12 @@ const bool registered = register_command({
         const bool from_run = record && record->has_class_set;
         const std::string label_ids = from_run && !o->label_ids_given ? record->label_ids : o->label_ids;
         const bool dataset_ids = label_ids == "coco" || label_ids == "dataset";
-        const GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
+        GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
         const std::vector<std::string> ids = o->list.empty() ? gt.default_ids(o->split) : read_id_list(o->list);
         if (ids.empty()) throw Error((o->list.empty() ? o->gt : o->list) + ": no images to evaluate");
 
         EvalOptions options;
-        options.threads = o->threads;
+        options.threads = thread_count(o->threads);
         options.cam_suffix = o->cam_kind;
         if (from_run) {
           options.labels = parse_label_set(record->class_set_text, record->path, dataset_ids);
@@ -197,6 +201,7 @@ const bool registered = register_command({
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
         else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)
           options.labels = read_label_set(ClassConfig::resolve_path(o->classes), dataset_ids);
+        gt.map_categories(options.labels);  // COCO ground truth numbered by the classes scored, by name
 
         const EvalReport report =
             o->cams ? evaluate_cams(o->pred, gt, ids, options) : evaluate_masks(o->pred, gt, ids, options);

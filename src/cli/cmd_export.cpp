@@ -6,12 +6,15 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "clipes/pipeline/coco_results.h"
 #include "clipes/pipeline/run_record.h"
 #include "clipes/pipeline/training_export.h"
+#include "clipes/data/coco_mask.h"
+#include "clipes/data/dataset.h"
 #include "clipes/text/class_config.h"
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
@@ -38,7 +41,24 @@ int run_export(const ExportCli& o) {
     const std::string path = (std::filesystem::path(o.out) / "export" / "coco" / "results.json").string();
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-    const CocoResultsSummary s = write_coco_results(o.out, category_of_value, path);
+    // The run's instances json maps its file names to ids exactly; without
+    // one, the file-name rule (2017 digits, 2014 COCO_<split>_<digits>).
+    std::function<std::optional<int64_t>(const std::string&)> image_id_of = coco_image_id_from_stem;
+    std::shared_ptr<CocoGroundTruth> coco;
+    const nlohmann::json& input = record->input;
+    if (input.value("format", "") == "coco" && input.contains("dataset") && input["dataset"].is_string()) {
+      try {
+        coco = std::make_shared<CocoGroundTruth>(CocoGroundTruth::load(
+            find_coco_annotations(input["dataset"].get<std::string>(), input.value("split", ""))));
+        image_id_of = [coco](const std::string& stem) -> std::optional<int64_t> {
+          const CocoImageInfo* image = coco->find_image_by_stem(stem);
+          return image ? std::optional<int64_t>(image->id) : coco_image_id_from_stem(stem);
+        };
+      } catch (const Error& e) {
+        spdlog::warn("image ids from file names ({})", printable(e.what()));
+      }
+    }
+    const CocoResultsSummary s = write_coco_results(o.out, category_of_value, path, image_id_of);
     if (s.skipped_stems > 0) spdlog::warn("{} mask(s) not named by a COCO image id; left out", s.skipped_stems);
     std::cout << path << "\n";
     spdlog::info("{} entries for {} images", s.entries, s.images);

@@ -118,7 +118,8 @@ int run_generate(const GenerateCli& o) {
   // A template from the command line need not be UTF-8 (util/json_text.h).
   for (const auto& t : es_config.templates) settings["templates"].push_back(printable(t));
   if (!command.check_settings(settings, records, options.batch,
-                              [&](const std::string& id) { return MaskOutputPaths::for_stem(o.out, id).mask; }))
+                              [&](const std::string& id) { return MaskOutputPaths::for_stem(o.out, id).mask; },
+                              /*needs_labels=*/!labels_auto))
     return 0;
 
   const auto model = command.load_model(tokenizer);
@@ -174,7 +175,7 @@ const bool registered = register_command({
       sub.add_option("--box-threshold", o->box_threshold, "CAA box threshold θ in [0, 1] (default: the class file's)")
           ->check(CLI::Range(0.0, 1.0));
       sub.add_option("--bg-power", o->bg_power, "background score (1 − max CAM)^α, α > 0")
-          ->check(CLI::PositiveNumber)
+          ->check(count_at_least(1))
           ->capture_default_str();
       sub.add_option("--bg-threshold", o->bg_threshold,
                      "constant background score c in [0, 1] instead of (1 − max)^α: the \"constant c\" "

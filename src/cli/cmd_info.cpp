@@ -89,6 +89,8 @@ void synchronize(const ClipModel& model) {
 }
 
 int run_info(const Options& o) {
+  // The table is for people: not with --json - (stdout is the JSON) nor with -q.
+  const bool show_table = !o.json.to_stdout() && !quiet_output();
   if (o.model.empty() == o.random_init.empty()) throw Error("clipes info: give exactly one of --model or --random-init");
   if (!o.random_init.empty() && o.random_init != "vit-b-16")
     throw Error("--random-init \"" + o.random_init + "\": only vit-b-16 is known");
@@ -112,7 +114,7 @@ int run_info(const Options& o) {
     report["activation"] = to_string(ckpt.activation);
     report["activation_source"] = ckpt.activation_source;
     report["sha256"] = sha;
-    if (!o.json.to_stdout()) {
+    if (show_table) {
       std::cout << "file:           " << o.model << "\n"
                 << "format:         " << to_string(ckpt.format) << "\n";
       print_architecture(config);
@@ -125,7 +127,7 @@ int run_info(const Options& o) {
     config = ClipConfig::vit_b_16();
     report = architecture_json(config);
     report["random_init"] = o.random_init;
-    if (!o.json.to_stdout()) {
+    if (show_table) {
       std::cout << "random init:    " << o.random_init << " (no weights file)\n";
       print_architecture(config);
     }
@@ -140,7 +142,7 @@ int run_info(const Options& o) {
   report["blas_config"] = openblas_config();
   report["onednn_isa"] = onednn_isa();
   report["math_kernels"] = describe_math_kernels();
-  if (!o.json.to_stdout())
+  if (show_table)
     std::cout << "cpu:            " << cpu.describe() << "\n"
               << "math kernels:   " << describe_math_kernels() << "\n";
 
@@ -179,7 +181,7 @@ int run_info(const Options& o) {
                                {"mean_ms", mean},
                                {"median_ms", median},
                                {"best_ms", sorted.front()}};
-    if (!o.json.to_stdout())
+    if (show_table)
       std::printf("vision forward %dx%d (%s, %s, %d threads): mean %.1f ms, median %.1f ms, best %.1f ms over %d runs "
                   "after %d warm-up\n",
                   h, w, o.runtime.precision.c_str(), o.runtime.device.c_str(), torch::get_num_threads(), mean, median,
@@ -196,8 +198,8 @@ const bool registered = register_command({
       sub.add_option("--model", o->model, "checkpoint (OpenAI .pt, torch.save state dict, safetensors)");
       sub.add_option("--random-init", o->random_init, "no file: a randomly initialised model of this size (vit-b-16)");
       sub.add_option("--bench-forward", o->bench_forward, "time the vision forward on an HxW input, e.g. 512x384");
-      sub.add_option("--runs", o->runs, "timed runs for --bench-forward")->check(CLI::PositiveNumber)->capture_default_str();
-      sub.add_option("--warmup", o->warmup, "untimed warm-up runs for --bench-forward")->check(CLI::NonNegativeNumber)->capture_default_str();
+      sub.add_option("--runs", o->runs, "timed runs for --bench-forward")->check(count_at_least(1))->capture_default_str();
+      sub.add_option("--warmup", o->warmup, "untimed warm-up runs for --bench-forward")->check(count_at_least(0))->capture_default_str();
       add_json_option(sub, o->json, "the description");
       add_runtime_options(sub, o->runtime);
       return [o]() { return run_info(*o); };

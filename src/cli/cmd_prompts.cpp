@@ -57,6 +57,7 @@ int run_rank(const RankCli& o) {
   for (const auto& r : records) {
     if (o.limit >= 0 && static_cast<int64_t>(features.size()) >= o.limit) break;
     try {
+      if (!r.label_error.empty()) throw Error(r.label_error);
       if (r.labels.empty()) throw Error(r.image_path + ": no labels");
       std::vector<int> idx = classes.resolve_labels(r.labels);
       const at::Tensor input = preprocess_224(decode_image_rgb(r.image_path, DecodeLimits{o.max_pixels})).unsqueeze(0);
@@ -110,9 +111,9 @@ const bool registered = register_command({
       rank->add_option("--classes", o->classes, "class file: voc, coco, toy or a JSON path");
       rank->add_option("--templates", o->templates, "template pool (default prompts/templates.txt)");
       rank->add_option("--limit", o->limit, "at most this many images, N ≥ 1")
-          ->check(CLI::PositiveNumber)
+          ->check(count_at_least(1))
           ->capture_default_str();
-      rank->add_option("--top", o->top, "rows to print")->check(CLI::PositiveNumber)->capture_default_str();
+      rank->add_option("--top", o->top, "rows to print")->check(count_at_least(1))->capture_default_str();
       add_max_pixels_option(*rank, o->max_pixels);
       add_json_option(*rank, o->json, "the full ranking");
       add_runtime_options(*rank, o->runtime);

@@ -195,9 +195,9 @@ const bool registered = register_command({
       sub.add_option("--templates", o->templates, "imagenet80 | a file of templates | one template with {}")
           ->capture_default_str();
       sub.add_option("--resize-short", o->resize_short, "resize the short side to N px first (0 = no resize)")
-          ->check(CLI::NonNegativeNumber);
-      sub.add_option("--window", o->window, "sliding-window size S in px (with --stride)")->check(CLI::NonNegativeNumber);
-      sub.add_option("--stride", o->stride, "sliding-window stride T in px")->check(CLI::NonNegativeNumber);
+          ->check(count_at_least(0));
+      sub.add_option("--window", o->window, "sliding-window size S in px (with --stride)")->check(count_at_least(0));
+      sub.add_option("--stride", o->stride, "sliding-window stride T in px")->check(count_at_least(0));
       sub.add_flag("--value-only", o->value_only, "MaskCLIP/DINOiser: the value path without residual and FFN (--set residual=false)");
       sub.add_option("--label-ids", o->label_ids, "consecutive (0..C) | dataset (the class file's ids)")
           ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))

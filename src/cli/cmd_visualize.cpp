@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "clipes/data/dataset.h"
 #include "clipes/eval/ground_truth.h"
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/image_decode.h"
@@ -47,11 +48,10 @@ std::vector<std::string> split_ids(const std::string& text) {
 }
 
 std::string find_image(const std::string& dir, const std::string& stem) {
-  for (const char* ext : {".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG"}) {
-    const fs::path p = fs::path(dir) / (stem + ext);
-    if (fs::is_regular_file(p)) return p.string();
-  }
-  throw file_error((fs::path(dir) / stem).string() + ".{jpg,jpeg,png}", "no such image");
+  const std::string found = find_image_file(dir, stem);
+  if (found.empty()) throw file_error((fs::path(dir) / stem).string() + ".*", "no image with this stem (any of " +
+                                          std::to_string(image_extensions().size()) + " image extensions)");
+  return found;
 }
 
 std::string write_sheet(const Options& o, const ClassConfig& classes, const std::vector<std::string>& names_by_id,
@@ -102,7 +102,8 @@ std::string write_sheet(const Options& o, const ClassConfig& classes, const std:
 
 // The ground truth to show: --gt, else the dataset run.json names when it has
 // label maps (VOC SegmentationClass/, COCO instances json). None is fine.
-std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optional<RunRecord>& record) {
+std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optional<RunRecord>& record,
+                                            const ClassConfig& classes) {
   if (o.no_gt) return nullptr;
   std::string path = o.gt, split, format;
   if (path.empty() && record) {
@@ -116,12 +117,14 @@ std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optiona
     }
   }
   if (path.empty()) return nullptr;
-  const bool dataset_ids = record && record->label_ids == "dataset";
+  const bool dataset_ids = ClassConfig::parse_label_ids(o.label_ids) == ClassConfig::LabelIds::Dataset;
   try {
     auto gt = std::make_unique<GtSource>(GtSource::open(path, dataset_ids, split));
     // A VOC root without SegmentationClass[Aug]/ opens as a plain folder of
     // PNGs, which it is not: that dataset simply has no label maps.
     if (format == "voc" && gt->kind() != GtSource::Kind::Voc) return nullptr;
+    // COCO label maps numbered like the masks shown beside them, by class name.
+    gt->map_categories(parse_label_set(classes.to_json_text(), classes.name, dataset_ids));
     return gt;
   } catch (const Error& e) {
     if (!o.gt.empty()) throw;  // asked for explicitly: an error
@@ -144,7 +147,7 @@ int run_visualize(const Options& given) {
   // The legend must name mask values the way generate wrote them.
   const std::vector<std::string> names_by_id =
       classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));
-  const std::unique_ptr<GtSource> gt = open_ground_truth(o, record);
+  const std::unique_ptr<GtSource> gt = open_ground_truth(o, record, classes);
 
   std::vector<std::string> stems = split_ids(o.ids);
   if (stems.empty()) {
@@ -184,7 +187,7 @@ const bool registered = register_command({
                      "ground truth for the GT panel and per-image IoU: VOC root, COCO json or mask folder "
                      "(default: the dataset run.json names, when it has label maps)");
       sub.add_flag("--no-gt", o->no_gt, "no ground-truth panel");
-      sub.add_option("--limit", o->limit, "at most N images, N ≥ 1 (default: all)")->check(CLI::PositiveNumber);
+      sub.add_option("--limit", o->limit, "at most N images, N ≥ 1 (default: all)")->check(count_at_least(1));
       add_max_pixels_option(sub, o->max_pixels);
       return [o]() { return run_visualize(*o); };
     }});

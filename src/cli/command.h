@@ -62,6 +62,12 @@ ModelOptions to_model_options(const RuntimeOptions& options);
 
 // Applies --threads (LibTorch defaults to 1 thread in some builds).
 void apply_runtime_options(const RuntimeOptions& options);
+// A --threads value made real: 0 → one per core; more than the cores → the
+// cores, with a warning (1000 threads made a model load take 58 s instead of 1).
+int thread_count(int requested);
+// A whole-number option ≥ minimum. CLI11's PositiveNumber/NonNegativeNumber
+// print their range up to DBL_MAX written out: "--limit 0" gave 309 digits.
+CLI::Validator count_at_least(int64_t minimum);
 
 // The vocabulary must be the one the model was trained with: its size must
 // equal the rows of the token embedding. A smaller vocabulary gives nonsense

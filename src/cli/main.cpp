@@ -82,10 +82,37 @@ ModelOptions to_model_options(const RuntimeOptions& options) {
   return model;
 }
 
+int thread_count(int requested) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (requested <= 0) return cores;
+  if (requested > cores) {
+    spdlog::warn("--threads {} is more than the {} core(s) here; using {}", requested, cores, cores);
+    return cores;
+  }
+  return requested;
+}
+
+CLI::Validator count_at_least(int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        int64_t value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a whole number";
+        if (value < minimum) return "must be at least " + std::to_string(minimum) + ", got " + text;
+        return "";
+      },
+      "N >= " + std::to_string(minimum));
+}
+
 void apply_runtime_options(const RuntimeOptions& options) {
-  int threads = options.threads;
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  // Before anything is loaded or written: LibTorch's own message came after
+  // "loading..." and after settings.json (issue 27 item 7).
+  if (options.device != "cpu" && !torch::cuda::is_available())
+    throw clipes::option_error(
+        "--device " + options.device + ": " +
+        (at::hasCUDA() ? std::string("no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+                       : std::string("this clipes is built against a CPU-only LibTorch; build it against a CUDA "
+                                     "LibTorch (README: \"Using a GPU\")")));
+  torch::set_num_threads(thread_count(options.threads));
 }
 
 void add_json_option(CLI::App& sub, JsonOutput& out, const std::string& what) {

@@ -444,6 +444,16 @@ cv::Mat CocoGroundTruth::annotation_mask_unchecked(const CocoAnnotation& annotat
 }
 
 cv::Mat CocoGroundTruth::semantic_mask(int64_t image_id, bool dataset_ids) const {
+  std::unordered_map<int64_t, int> values;
+  for (size_t i = 0; i < categories_.size(); ++i) {
+    const int64_t value = dataset_ids ? categories_[i].id : static_cast<int64_t>(i) + 1;
+    // Out-of-range values are reported only when an annotation uses them.
+    values[categories_[i].id] = value <= 0 || value >= 255 ? -1 : static_cast<int>(value);
+  }
+  return semantic_mask(image_id, values);
+}
+
+cv::Mat CocoGroundTruth::semantic_mask(int64_t image_id, const std::unordered_map<int64_t, int>& values) const {
   const CocoImageInfo* image = find_image(image_id);
   if (!image) throw file_error(path_, "no image with id " + std::to_string(image_id));
   cv::Mat semantic(image->height, image->width, CV_8UC1, cv::Scalar(0));
@@ -451,10 +461,12 @@ cv::Mat CocoGroundTruth::semantic_mask(int64_t image_id, bool dataset_ids) const
   for (size_t i : indices) {
     const CocoAnnotation& a = annotations_[i];
     if (a.crowd) continue;
-    const int64_t value = dataset_ids ? a.category_id : category_index(a.category_id) + 1;
-    if (value <= 0 || value >= 255)
+    const auto value = values.find(a.category_id);
+    if (value == values.end())
+      throw file_error(path_, "category " + std::to_string(a.category_id) + " has no class value");
+    if (value->second <= 0 || value->second >= 255)
       throw file_error(path_, "category id " + std::to_string(a.category_id) + " does not fit an 8-bit mask");
-    semantic.setTo(cv::Scalar(static_cast<double>(value)), annotation_mask(a));
+    semantic.setTo(cv::Scalar(static_cast<double>(value->second)), annotation_mask(a));
   }
   for (size_t i : indices) {
     if (annotations_[i].crowd) semantic.setTo(cv::Scalar(255), annotation_mask(annotations_[i]));

@@ -105,16 +105,37 @@ std::vector<std::string> voc_labels_from_mask(const std::string& path) {
   return labels;
 }
 
-// The first of <dir>/<stem><ext> that exists, else <dir>/<stem><exts[0]>.
-std::string find_image(const fs::path& dir, const std::string& stem, const std::vector<std::string>& exts) {
-  for (const auto& ext : exts) {
-    const fs::path candidate = dir / (stem + ext);
-    if (is_file(candidate)) return candidate.string();
-  }
-  return (dir / (stem + exts.front())).string();
+// The image of `stem` in `dir`, else <dir>/<stem>.jpg (for the error that follows).
+std::string find_image(const fs::path& dir, const std::string& stem) {
+  const std::string found = find_image_file(dir.string(), stem);
+  return found.empty() ? (dir / (stem + ".jpg")).string() : found;
 }
 
 }  // namespace
+
+const std::vector<std::string>& image_extensions() {
+  static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                                                ".ppm", ".pgm",  ".pbm",  ".pnm",  ".gif"};
+  return exts;
+}
+
+bool has_image_extension(const std::string& path) {
+  const std::string ext = lower(fs::path(path).extension().string());
+  const auto& exts = image_extensions();
+  return std::find(exts.begin(), exts.end(), ext) != exts.end();
+}
+
+std::string find_image_file(const std::string& dir, const std::string& stem) {
+  for (const std::string& ext : image_extensions()) {
+    std::string upper = ext;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (const std::string& e : {ext, upper}) {
+      const fs::path candidate = fs::path(dir) / (stem + e);
+      if (is_file(candidate)) return candidate.string();
+    }
+  }
+  return "";
+}
 
 std::vector<std::string> read_id_list(const std::string& path) {
   std::istringstream in(read_file(path));
@@ -143,15 +164,20 @@ std::vector<ImageRecord> read_voc_dataset(const std::string& root, const VocOpti
   for (const auto& id : ids) {
     ImageRecord record;
     record.id = id;
-    record.image_path = find_image(base / "JPEGImages", id, {".jpg", ".png", ".jpeg"});
+    record.image_path = find_image(base / "JPEGImages", id);
     const fs::path xml = base / "Annotations" / (id + ".xml");
     const fs::path aug = base / "SegmentationClassAug" / (id + ".png");
     const fs::path cls = base / "SegmentationClass" / (id + ".png");
-    if (options.label_source != Source::SegmentationMasks && is_file(xml)) {
-      record.labels = voc_labels_from_xml(xml.string());
-    } else if (options.label_source != Source::Annotations) {
-      if (is_file(aug)) record.labels = voc_labels_from_mask(aug.string());
-      else if (is_file(cls)) record.labels = voc_labels_from_mask(cls.string());
+    // One damaged annotation fails its image, not the run.
+    try {
+      if (options.label_source != Source::SegmentationMasks && is_file(xml)) {
+        record.labels = voc_labels_from_xml(xml.string());
+      } else if (options.label_source != Source::Annotations) {
+        if (is_file(aug)) record.labels = voc_labels_from_mask(aug.string());
+        else if (is_file(cls)) record.labels = voc_labels_from_mask(cls.string());
+      }
+    } catch (const Error& e) {
+      record.label_error = e.what();
     }
     records.push_back(std::move(record));
   }
@@ -235,12 +261,10 @@ std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, cons
       record.id = safe_stem(key_path.stem().string(), labels_file);
       record.image_path = (folder / key_path).string();
     } else {
-      static const std::vector<std::string> exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp",
-                                                    ".JPG", ".JPEG", ".PNG"};
-      const bool known_ext = std::find(exts.begin(), exts.end(), key_path.extension().string()) != exts.end();
+      const bool known_ext = has_image_extension(key);
       const std::string stem = known_ext ? key_path.stem().string() : key;
       record.id = safe_stem(stem, labels_file);
-      record.image_path = known_ext ? (folder / key_path).string() : find_image(folder, stem, exts);
+      record.image_path = known_ext ? (folder / key_path).string() : find_image(folder, stem);
     }
     if (!seen.insert(record.id).second)
       throw file_error(labels_file, "image '" + record.id + "' is listed twice");
@@ -256,9 +280,7 @@ std::vector<ImageRecord> read_image_folder(const std::string& images_dir) {
   std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(folder, ec)) {
-    std::string ext = entry.path().extension().string();
-    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp") files.push_back(entry.path());
+    if (has_image_extension(entry.path().string())) files.push_back(entry.path());
   }
   if (ec) throw file_error(images_dir, "cannot list the folder: " + ec.message());
   std::sort(files.begin(), files.end());

@@ -20,6 +20,7 @@ void ConfusionMatrix::add(int prediction, int ground_truth, uint64_t count) {
     outside_[static_cast<size_t>(prediction)] += count;
   if (ground_truth < 0 || ground_truth >= num_classes_) {
     ignored_ += count;
+    if (ground_truth != 255 && ground_truth >= 0 && ground_truth < 256) gt_outside_[static_cast<size_t>(ground_truth)] += count;
   } else if (prediction < 0 || prediction >= num_classes_) {
     unassigned_[ground_truth] += count;
   } else {
@@ -51,6 +52,7 @@ void ConfusionMatrix::merge(const ConfusionMatrix& other) {
   for (size_t i = 0; i < unassigned_.size(); ++i) unassigned_[i] += other.unassigned_[i];
   ignored_ += other.ignored_;
   for (size_t i = 0; i < outside_.size(); ++i) outside_[i] += other.outside_[i];
+  for (size_t i = 0; i < gt_outside_.size(); ++i) gt_outside_[i] += other.gt_outside_[i];
 }
 
 uint64_t ConfusionMatrix::count(int ground_truth, int prediction) const {

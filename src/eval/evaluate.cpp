@@ -144,6 +144,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   const size_t num_settings = settings.size();
 
   EvalReport report = new_report("cams", pred_dir, gt, ids);
+  report.cam_kind = options.cam_suffix;
   std::vector<std::string> present;
   for (const auto& id : ids) {
     gt.require(id);

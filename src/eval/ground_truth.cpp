@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "clipes/data/coco_mask.h"
@@ -13,6 +14,7 @@
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/file_checks.h"
 #include "clipes/util/error.h"
+#include "clipes/util/strings.h"
 
 namespace fs = std::filesystem;
 
@@ -80,6 +82,11 @@ LabelSet parse_label_set(const std::string& text, const std::string& path, bool 
       } else if (entry.is_object() && entry.contains("name") && entry["name"].is_string()) {
         name = entry["name"].get<std::string>();
         if (entry.contains("id") && entry["id"].is_number_integer()) id = entry["id"].get<int>();
+        if (entry.contains("aliases") && entry["aliases"].is_array()) {
+          set.aliases.resize(set.names.size() + 1);
+          for (const auto& a : entry["aliases"])
+            if (a.is_string()) set.aliases.back().push_back(a.get<std::string>());
+        }
       } else {
         throw file_error(path, "a class is neither a name nor an object with a \"name\"");
       }
@@ -184,8 +191,38 @@ void GtSource::require(const std::string& id) const {
 
 cv::Mat GtSource::mask(const std::string& id) const {
   require(id);
-  if (kind_ == Kind::Coco) return coco_->semantic_mask(coco_->find_image_by_stem(id)->id, dataset_ids_);
+  if (kind_ == Kind::Coco) {
+    const int64_t image = coco_->find_image_by_stem(id)->id;
+    return category_values_.empty() ? coco_->semantic_mask(image, dataset_ids_)
+                                    : coco_->semantic_mask(image, category_values_);
+  }
   return read_label_png(describe(id));
+}
+
+void GtSource::map_categories(const LabelSet& labels) {
+  if (kind_ != Kind::Coco || labels.empty()) return;
+  std::map<std::string, int> value_of;  // lower-case name or alias → mask value
+  for (size_t i = 0; i < labels.names.size(); ++i) {
+    value_of.emplace(lower(trim(labels.names[i])), labels.values[i]);
+    if (i < labels.aliases.size())
+      for (const std::string& a : labels.aliases[i]) value_of.emplace(lower(trim(a)), labels.values[i]);
+  }
+  std::unordered_map<int64_t, int> values;
+  std::string missing;
+  size_t num_missing = 0;
+  for (const CocoCategoryInfo& c : coco_->categories()) {
+    const auto it = value_of.find(lower(trim(c.name)));
+    if (it != value_of.end()) {
+      values[c.id] = it->second;
+    } else if (++num_missing <= 5) {
+      missing += (missing.empty() ? "" : ", ") + ("'" + printable(c.name) + "' (id " + std::to_string(c.id) + ")");
+    }
+  }
+  if (num_missing)
+    throw file_error(path_, std::to_string(num_missing) + " categor" + (num_missing == 1 ? "y is" : "ies are") +
+                                " not in the evaluated class set: " + missing + (num_missing > 5 ? ", ..." : "") +
+                                "; score against a class set that names every category (e.g. coco)");
+  category_values_ = std::move(values);
 }
 
 LabelSet GtSource::default_labels() const {

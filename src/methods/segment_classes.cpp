@@ -8,13 +8,6 @@
 #include "clipes/util/option_error.h"
 
 namespace clipes {
-namespace {
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-}  // namespace
-
 ClassConfig class_config_from_list(const std::string& comma_list) {
   const std::vector<std::string> names = split_comma_list(comma_list);
   if (names.empty()) throw option_error(option_key("classes") + " \"" + printable(comma_list) + "\": no class names");

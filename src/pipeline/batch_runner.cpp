@@ -199,8 +199,12 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
                               : "failures.jsonl";
   const std::string log_path = (fs::path(options.out_dir) / log_name).string();
   FailureLog failures(log_path);
-  auto fail = [&](size_t job_index, const char* stage, const std::string& reason) {
-    failures.record({jobs[job_index].id, jobs[job_index].image_path, stage, reason});
+  auto fail = [&](size_t job_index, const char* stage, std::string reason) {
+    // Every failure line names its image, whatever threw: a class file's
+    // "unknown class "unicorn"" alone does not say which image had it.
+    const std::string& image = jobs[job_index].image_path;
+    if (reason.find(image) == std::string::npos) reason = image + ": " + reason;
+    failures.record({jobs[job_index].id, image, stage, std::move(reason)});
   };
 
   BatchProgress progress;

@@ -38,6 +38,7 @@ GenerateStats generate_masks(const ClipEs& clip_es, const ClassConfig& classes,
     return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, id), options.write);
   };
   spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
+    if (!record.label_error.empty()) throw Error(record.label_error);
     if (record.labels.empty())
       throw Error(record.image_path + ": no image-level labels, skipped (CLIP-ES needs at least one)");
     const std::vector<int> class_indices = classes.resolve_labels(record.labels);

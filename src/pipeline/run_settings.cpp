@@ -55,13 +55,31 @@ std::vector<std::string> check_output_settings(const std::string& out_dir, const
       throw option_error(printable(path) + ": not valid JSON (" + e.what() + "); " + option_key("no_resume") +
                          " starts over");
     }
-    const std::vector<std::string> differences = settings_differences(before.value("settings", nlohmann::json()), settings);
+    const nlohmann::json old_settings = before.value("settings", nlohmann::json());
+    const std::vector<std::string> differences = settings_differences(old_settings, settings);
     if (differences.empty()) return {};
+    // generate's settings never named the command: no "command" is generate.
+    const auto command_of = [](const nlohmann::json& s) {
+      return s.is_object() && s.contains("command") && s["command"].is_string() ? s["command"].get<std::string>()
+                                                                               : std::string("generate");
+    };
+    // Another command's masks are numbered by another class list: keeping
+    // them (even when forced) would mix numberings under one run.json.
+    if (has_outputs && command_of(old_settings) != command_of(settings))
+      throw option_error(printable(out_dir) + ": holds the outputs of clipes " + printable(command_of(old_settings)) +
+                         ", not of clipes " + printable(command_of(settings)) + "; give another output folder (or " +
+                         option_key("no_resume") + " to recompute every image here)");
     if (!has_outputs) mode = ResumeMode::NoResume;  // nothing was made with the old settings
     else if (mode == ResumeMode::ForceResume) return differences;
     if (mode == ResumeMode::Resume) {
+      // A summary: class sets and template lists make differences of kilobytes.
+      constexpr size_t kShown = 3, kWidth = 120;
       std::string list;
-      for (const auto& d : differences) list += (list.empty() ? "" : "; ") + d;
+      for (size_t i = 0; i < differences.size() && i < kShown; ++i) {
+        const std::string& d = differences[i];
+        list += (list.empty() ? "" : "; ") + (d.size() > kWidth ? d.substr(0, kWidth) + "..." : d);
+      }
+      if (differences.size() > kShown) list += "; and " + std::to_string(differences.size() - kShown) + " more";
       throw option_error(printable(out_dir) + ": the outputs here were made with other settings (" + list + "); " +
                          option_key("no_resume") + " recomputes every image, " + option_key("force_resume") +
                          " keeps the existing outputs");

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "clipes/data/dataset.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/option_error.h"
@@ -47,14 +48,7 @@ TrainingExport export_for_training(TrainingFramework framework, const TrainingEx
   std::string suffix;  // mmseg needs one image suffix for the whole folder
   bool one_suffix = true;
   for (const auto& stem : stems) {
-    fs::path image;
-    for (const char* ext : {".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".webp"}) {
-      const fs::path candidate = fs::path(in.images_dir) / (stem + ext);
-      if (fs::is_regular_file(candidate, ec)) {
-        image = candidate;
-        break;
-      }
-    }
+    const fs::path image = find_image_file(in.images_dir, stem);
     if (image.empty()) {
       ++out.masks_without_image;
       continue;
@@ -66,7 +60,10 @@ TrainingExport export_for_training(TrainingFramework framework, const TrainingEx
   if (pairs.empty()) throw file_error(in.images_dir, "none of the masks' images is in this folder");
   out.images = pairs.size();
 
-  const fs::path dir = fs::path(in.run_dir) / "export" / (framework == TrainingFramework::Mmseg ? "mmseg" : "deeplab");
+  // Absolute, like every path written below: mmengine joins data_root '/'
+  // with ann_file, so a relative OUT gave '/out/...' (issue 27 item 3).
+  const fs::path dir = fs::absolute(in.run_dir).lexically_normal() / "export" /
+                       (framework == TrainingFramework::Mmseg ? "mmseg" : "deeplab");
   fs::create_directories(dir, ec);
   if (ec) throw file_error(dir.string(), "cannot create folder: " + ec.message());
   const std::string images_abs = fs::absolute(in.images_dir).lexically_normal().string();
@@ -100,9 +97,18 @@ TrainingExport export_for_training(TrainingFramework framework, const TrainingEx
            << "    ))\n"
            << "num_classes = " << in.num_classes << "\n";
   } else {
-    // deeplab-pytorch's VOCAug reads "<image> <label>" pairs relative to ROOT.
-    for (const auto& [stem, image] : pairs)
-      list << fs::absolute(image).lexically_normal().string() << " " << masks_abs << "/" << stem << ".png\n";
+    // deeplab-pytorch's VOCAug reads "<image> <label>" pairs relative to ROOT,
+    // split on spaces with no quoting: a path with a space (or a line end)
+    // would be read as other paths, so it is refused, not written.
+    for (const auto& [stem, image] : pairs) {
+      const std::string image_abs = fs::absolute(image).lexically_normal().string();
+      const std::string mask_abs = masks_abs + "/" + stem + ".png";
+      for (const std::string& path : {image_abs, mask_abs})
+        if (path.find_first_of(" \t\r\n") != std::string::npos)
+          throw file_error(path, "holds a space or line end, which deeplab-pytorch's list format cannot hold "
+                                 "(it splits lines on spaces); link the data under a path without spaces");
+      list << image_abs << " " << mask_abs << "\n";
+    }
     out.list_file = (dir / "train_aug.txt").string();
     out.config_file = (dir / "clipes_pseudo_masks.yaml").string();
     config << "# Written by clipes export deeplab: for kazuto1011/deeplab-pytorch (VOCAug layout).\n"

@@ -19,11 +19,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 // Small typed accessors so every error says which file and which key.
 class Reader {
  public:
@@ -66,7 +61,7 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e309
     throw file_error(name_for_errors, std::string("invalid JSON: ") + e.what());
   }
   const Reader r(name_for_errors);
@@ -95,7 +90,7 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
   // tables of every command, so a file is refused as an inline list is.
   if (classes.size() > 254)
     throw r.error("classes", std::to_string(classes.size()) + " classes: a mask PNG holds at most 254 classes");
-  std::map<std::string, std::string> taken;  // lower-case name or alias → owning class
+  std::map<std::string, size_t> taken;  // lower-case name or alias → index of the class that owns it
   for (size_t i = 0; i < classes.size(); ++i) {
     const std::string where = "classes[" + std::to_string(i) + "].";
     const json& c = classes[i];
@@ -124,9 +119,13 @@ ClassConfig ClassConfig::parse(const std::string& json_text, const std::string& 
     names.insert(names.end(), entry.aliases.begin(), entry.aliases.end());
     for (const auto& n : names) {
       const std::string key = lower(trim(n));
-      const auto [it, inserted] = taken.emplace(key, entry.name);
-      if (!inserted && it->second != entry.name)
-        throw r.error(where + "name", "\"" + n + "\" is already used by class \"" + it->second + "\"");
+      const auto [it, inserted] = taken.emplace(key, i);
+      // Two entries with one name would be one class under two mask values;
+      // an alias repeating its own class's name is harmless.
+      if (!inserted && it->second != i)
+        throw r.error(where + "name", "\"" + n + "\" is already used by class \"" +
+                                          config.classes[it->second].name + "\" (classes[" +
+                                          std::to_string(it->second) + "])");
     }
     config.classes.push_back(std::move(entry));
   }

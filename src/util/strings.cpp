@@ -10,6 +10,12 @@ std::string trim(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
 std::vector<std::string> split_comma_list(const std::string& text) {
   std::vector<std::string> out;
   size_t pos = 0;

@@ -101,6 +101,9 @@ class CocoGroundTruth {
   // `dataset_ids`; crowd regions 255. Non-crowd annotations are painted in file
   // order (later ones over earlier ones); crowd regions are painted last.
   cv::Mat semantic_mask(int64_t image_id, bool dataset_ids = false) const;
+  // The same with each category's value given (category id → 1..254); a
+  // category missing from `values` throws clipes::Error naming the json.
+  cv::Mat semantic_mask(int64_t image_id, const std::unordered_map<int64_t, int>& values) const;
 
  private:
   cv::Mat annotation_mask_unchecked(const CocoAnnotation& annotation, int h, int w) const;

@@ -20,6 +20,9 @@ struct ImageRecord {
   // VOC and COCO: in class order (VOC index / COCO category id), as the
   // reference's one-hot label files have them. Folder: in the labels file's order.
   std::vector<std::string> labels;
+  // Why the labels could not be read (a VOC XML <object> without <name>):
+  // the image fails with this reason, the run goes on. Empty when they could.
+  std::string label_error;
 };
 
 // The 20 VOC names: aeroplane ... tvmonitor (index 0..19; mask value index+1).
@@ -65,13 +68,23 @@ std::string find_coco_annotations(const std::string& root_or_json, const std::st
 //    (fields split on ',' then ';', trimmed; "quoted, fields" allowed; blank
 //    lines and '#' comments skipped; a first line starting with the field
 //    image/file/filename is a header).
-// An entry without an extension is looked up as <stem>.jpg/.jpeg/.png/.bmp/.webp.
+// An entry without an extension is looked up as <stem> + each of image_extensions().
 // Order: the labels file's order. Duplicate images throw clipes::Error.
 std::vector<ImageRecord> read_folder_dataset(const std::string& images_dir, const std::string& labels_file);
-// Every image file directly inside `images_dir` (.jpg .jpeg .png .bmp .webp,
-// any case), sorted by name, with no labels: the input of commands that need
+// Every image file directly inside `images_dir` (image_extensions(), any
+// case), sorted by name, with no labels: the input of commands that need
 // none (`segment`). Names that are not safe stems are an error naming them.
 std::vector<ImageRecord> read_image_folder(const std::string& images_dir);
+
+// The extensions image folders are searched for, lower case, most common
+// first: every format io/image_decode reads (JPEG, PNG, WebP, BMP, TIFF, PNM,
+// GIF). One list, so that no command skips a file another one decodes.
+const std::vector<std::string>& image_extensions();
+// True when the extension of `path`, in any case, is one of image_extensions().
+bool has_image_extension(const std::string& path);
+// <dir>/<stem><ext> for the first extension of image_extensions() (lower,
+// then upper case) naming a regular file; "" when there is none.
+std::string find_image_file(const std::string& dir, const std::string& stem);
 
 // One entry of a folder labels file, before any file lookup: the image key as
 // written (file name or stem, not yet checked with safe_stem) and its labels

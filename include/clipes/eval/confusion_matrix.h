@@ -32,6 +32,9 @@ class ConfusionMatrix {
   // deliberate "ignore" of --ignore-below), whatever their ground truth: a
   // sign of the wrong --classes or --label-ids, so eval warns about them.
   const std::vector<uint64_t>& predicted_outside_class_set() const { return outside_; }  // [256]
+  // The same for ground-truth values other than 255: ignored like 255, but a
+  // sign of a class set that does not fit the ground truth, so eval warns.
+  const std::vector<uint64_t>& ground_truth_outside_class_set() const { return gt_outside_; }  // [256]
   bool in_ground_truth(int c) const { return gt_pixels(c) > 0; }
 
   // TP / (GT + Pred − TP); NaN when the class is neither in GT nor predicted.
@@ -48,6 +51,7 @@ class ConfusionMatrix {
   std::vector<uint64_t> unassigned_;  // per GT class: predictions outside [0, C)
   uint64_t ignored_ = 0;
   std::vector<uint64_t> outside_ = std::vector<uint64_t>(256, 0);
+  std::vector<uint64_t> gt_outside_ = std::vector<uint64_t>(256, 0);
 };
 
 }  // namespace clipes

@@ -39,10 +39,12 @@ struct EvalReport {
   // Predicted values that are no class of the set (255 excepted), with their
   // pixel counts: a wrong --classes / --label-ids; they score as misses.
   std::vector<std::pair<int, uint64_t>> predicted_outside_class_set;
+  std::vector<std::pair<int, uint64_t>> gt_outside_class_set;  // value, pixels (255 excluded): ignored, warned about
   int classes_in_gt = 0;
   std::vector<ClassScore> classes;  // rows: named classes and any value met in GT or predictions
   std::vector<SweepResult> sweep;   // CAMs only; `classes` and the scores are the best setting's
   std::string best_setting;         // CAMs only, e.g. "alpha=2"
+  std::string cam_kind;             // CAMs only: "refined" (CAA on) or "cam" (before CAA)
 };
 
 // Fills the scores and class rows of `report` from `matrix`; `names_by_value`

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace clipes {
@@ -19,6 +20,7 @@ class CocoGroundTruth;
 struct LabelSet {
   std::vector<std::string> names;  // class index → display name
   std::vector<int> values;         // class index → mask value (index + 1, or a dataset id)
+  std::vector<std::vector<std::string>> aliases;  // class index → other names (class files' "aliases"); may be shorter
   bool empty() const { return names.empty(); }
   // Mask value → name, 0 = "background", "" where no class has that value.
   std::vector<std::string> names_by_value() const;
@@ -65,11 +67,19 @@ class GtSource {
   // The classes of this source: VOC's 20, the json's categories, nothing for a folder.
   LabelSet default_labels() const;
 
+  // COCO: paint each category with the value of the class of its name in
+  // `labels` (names and aliases, case-insensitive) instead of the json's own
+  // order — a json holding only person(1) and dog(18) has dog second, the
+  // run's class set has it 17th (issue 26 item 4). Throws clipes::Error naming
+  // the json and the categories `labels` does not have. No-op for other kinds.
+  void map_categories(const LabelSet& labels);
+
  private:
   Kind kind_ = Kind::Folder;
   std::string path_;
   bool dataset_ids_ = false;
   std::shared_ptr<const CocoGroundTruth> coco_;
+  std::unordered_map<int64_t, int> category_values_;  // COCO category id → mask value; empty: the json's order
 };
 
 }  // namespace clipes

@@ -8,6 +8,10 @@ namespace clipes {
 // Leading and trailing spaces, tabs and line ends removed.
 std::string trim(const std::string& s);
 
+// ASCII letters lower-cased, every other byte kept: how class names and
+// aliases are compared ("Dining Table" = "dining table").
+std::string lower(std::string s);
+
 // "dog, cat,,bird " → {"dog", "cat", "bird"}: split on commas, pieces
 // trimmed, empty pieces dropped. Class lists (--labels, --classes) and
 // synonym lists inside a class string (spec §4) both use it.
