@@ -55,6 +55,16 @@ TEST(CliConsistency, LimitZeroIsAnErrorEverywhereNeverAll) {
   }
 }
 
+TEST(CliConsistency, RealValuedOptionsTakeFractionsAndRefuseZeroShortly) {
+  // --bg-power is real: α = 0.5 must be accepted (a whole-number check would refuse it).
+  // Past the option checks, the run fails on the missing model, not on --bg-power.
+  const std::string ok = run_ok("generate --model /nonexistent/m.pt --vocab v --out o --image i --labels cat --bg-power 0.5", 2);
+  EXPECT_EQ(ok.find("--bg-power"), std::string::npos) << ok;
+  const std::string zero = run_ok("generate --model m --vocab v --out o --image i --labels cat --bg-power 0", 2);
+  EXPECT_NE(zero.find("must be a number > 0, got 0"), std::string::npos) << zero;
+  EXPECT_LT(zero.size(), 200u) << zero;
+}
+
 TEST(CliConsistency, ThreadsAboveTheCoreCountAreClampedWithAWarning) {
   // Issue 26 friction: --threads 1000 was taken as asked (model load 58 s instead of 1 s).
   const std::string log = run_ok("info --model " + test::tiny_clip_path() + " --threads 1000", 0);

@@ -24,10 +24,8 @@
 
 namespace clipes::cli {
 
-// run.json's "counts" and the history's "timings_s" (defined below). These and
-// the helpers after them are BatchCommand's steps; commands call BatchCommand.
-nlohmann::json counts_json(size_t listed, const BatchSummary& s);
-nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
+// The helpers below are BatchCommand's steps; commands call BatchCommand
+// (`masks`, which has no model, calls finish_batch_run itself).
 
 void add_input_options(CLI::App& sub, InputOptions& o, bool with_labels) {
   auto* image = sub.add_option("--image", o.image, "one image file");
@@ -233,7 +231,7 @@ int finish_batch_run(const std::string& command, const std::string& out, const S
                      const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
                      const std::string& vocab, const std::string& started_at,
                      const std::vector<std::string>& force_resumed_over, const BatchSummary& s, bool single_image) {
-  put_bytes(run, "vocab", resolved(vocab));
+  if (!vocab.empty()) put_bytes(run, "vocab", resolved(vocab));
   // Absolute: `export` and `visualize` read it from other working directories,
   // and `--image x.jpg` has no folder at all in its relative path.
   if (!records.empty())

@@ -93,6 +93,23 @@ class BatchCommand {
   std::vector<std::string> force_resumed_over_;
 };
 
+// The resume rule (pipeline/run_settings.h) with the two flags; returns the
+// differences --force-resume accepted (already warned about).
+std::vector<std::string> check_resume_settings(const std::string& out, const nlohmann::json& settings, bool no_resume,
+                                               bool force_resume, bool dry_run);
+// run.json's "counts" and "timings_s".
+nlohmann::json counts_json(size_t listed, const BatchSummary& s);
+nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s);
+// The end every batch run shares (BatchCommand::finish; `masks`, which loads
+// no model, calls it directly): run.json (run.shard-i-of-N.json for a shard)
+// with the vocabulary and image folder, the runs.jsonl line, the summary log
+// line, the failures on stderr, and the exit code (batch_exit_code, or 1 when
+// run.json could not be written).
+int finish_batch_run(const std::string& command, const std::string& out, const ShardSpec& shard,
+                     const std::string& shard_text, nlohmann::json run, const std::vector<ImageRecord>& records,
+                     const std::string& vocab, const std::string& started_at,
+                     const std::vector<std::string>& force_resumed_over, const BatchSummary& s, bool single_image);
+
 // OUT must be a folder we can create and write in: found out before the
 // model loads, not after.
 void check_output_folder(const std::string& out);

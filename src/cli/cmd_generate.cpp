@@ -175,7 +175,7 @@ const bool registered = register_command({
       sub.add_option("--box-threshold", o->box_threshold, "CAA box threshold θ in [0, 1] (default: the class file's)")
           ->check(CLI::Range(0.0, 1.0));
       sub.add_option("--bg-power", o->bg_power, "background score (1 − max CAM)^α, α > 0")
-          ->check(count_at_least(1))
+          ->check(positive_real())
           ->capture_default_str();
       sub.add_option("--bg-threshold", o->bg_threshold,
                      "constant background score c in [0, 1] instead of (1 − max)^α: the \"constant c\" "

@@ -68,6 +68,8 @@ int thread_count(int requested);
 // A whole-number option ≥ minimum. CLI11's PositiveNumber/NonNegativeNumber
 // print their range up to DBL_MAX written out: "--limit 0" gave 309 digits.
 CLI::Validator count_at_least(int64_t minimum);
+// A real number > 0 (--bg-power), with the same short message.
+CLI::Validator positive_real();
 
 // The vocabulary must be the one the model was trained with: its size must
 // equal the rows of the token embedding. A smaller vocabulary gives nonsense

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -101,6 +102,17 @@ CLI::Validator count_at_least(int64_t minimum) {
         return "";
       },
       "N >= " + std::to_string(minimum));
+}
+
+CLI::Validator positive_real() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(text, value)) return "'" + text + "' is not a number";
+        if (!(value > 0) || !std::isfinite(value)) return "must be a number > 0, got " + text;
+        return "";
+      },
+      "X > 0");
 }
 
 void apply_runtime_options(const RuntimeOptions& options) {
