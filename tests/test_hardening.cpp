@@ -645,11 +645,9 @@ TEST(Hardening, ADamagedVocAnnotationFailsItsImageNotTheRun) {
 TEST(Hardening, EveryFailureLineNamesItsImage) {
   // Issue 26 friction: "unknown class "unicorn"" did not say which image.
   const std::string dir = test::make_temp_dir("failure-names-image");
-  const std::string images = dir + "/images";
-  fs::create_directories(images);
-  fs::copy_file(coco6_image("000000010764"), images + "/good.jpg");
-  fs::copy_file(coco6_image("000000010764"), images + "/odd.jpg");
-  write_bytes(dir + "/labels.csv", "image,labels\ngood.jpg,person\nodd.jpg,unicorn\n");
+  const std::string images = folder_dataset(dir, 1, 0);
+  fs::copy_file(images + "/good0.jpg", images + "/odd.jpg");
+  std::ofstream(dir + "/labels.csv", std::ios::app) << "odd.jpg,unicorn\n";
   const Result r = run(generate_command(dir + "/out") + " --dataset " + q(images) + " --format folder --labels-file " +
                            q(dir + "/labels.csv"),
                        dir);

@@ -55,13 +55,7 @@ int run_masks(const MasksCli& o) {
     throw Error("--out " + printable(o.out) + " is the source run itself; give a new folder");
   check_output_folder(o.out);
 
-  nlohmann::json src_run;
-  try {
-    src_run = nlohmann::json::parse(read_file(source->path));
-  } catch (const nlohmann::json::exception& e) {
-    throw file_error(source->path, std::string("not valid JSON (") + e.what() + ")");
-  }
-  const nlohmann::json config = src_run.value("config", nlohmann::json::object());
+  const nlohmann::json& config = source->config;
   RemaskOptions options;
   options.cams_dir = cams_dir;
   options.unrefined = o.cam_kind == "cam";

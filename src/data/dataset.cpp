@@ -127,9 +127,7 @@ bool has_image_extension(const std::string& path) {
 
 std::string find_image_file(const std::string& dir, const std::string& stem) {
   for (const std::string& ext : image_extensions()) {
-    std::string upper = ext;
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    for (const std::string& e : {ext, upper}) {
+    for (const std::string& e : {ext, upper(ext)}) {
       const fs::path candidate = fs::path(dir) / (stem + e);
       if (is_file(candidate)) return candidate.string();
     }

@@ -31,6 +31,12 @@ bool saved_cams_exist(const std::string& cams_dir, const std::string& stem) {
   return l.arrays() || is_file(l.clip_es);
 }
 
+std::string saved_cams_file(const std::string& cams_dir, const std::string& stem) {
+  const Layout l(cams_dir, stem);
+  if (l.arrays()) return l.refined.string();
+  return is_file(l.clip_es) ? l.clip_es.string() : "";
+}
+
 SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem) {
   const Layout l(cams_dir, stem);
   SavedCams out;

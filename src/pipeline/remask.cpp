@@ -41,7 +41,7 @@ std::vector<std::string> stems_with_saved_cams(const std::string& cams_dir) {
 BatchSummary remask_from_saved_cams(const std::vector<std::string>& stems, const RemaskOptions& options,
                                     const std::function<void(const BatchProgress&)>& progress) {
   std::vector<BatchJob> jobs;
-  for (const auto& s : stems) jobs.push_back({s, (fs::path(options.cams_dir) / (s + "_refined.npy")).string()});
+  for (const auto& s : stems) jobs.push_back({s, saved_cams_file(options.cams_dir, s)});
   BatchCallbacks callbacks;
   callbacks.is_complete = [&](const BatchJob& job) {
     return mask_outputs_complete(MaskOutputPaths::for_stem(options.batch.out_dir, job.id), options.write);

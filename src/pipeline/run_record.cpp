@@ -64,6 +64,7 @@ std::optional<RunRecord> RunRecord::read(const std::string& out_dir) {
   if (j.contains("config")) {
     const nlohmann::json& config = j["config"];
     if (!config.is_object()) throw file_error(r.path, "config is not an object");
+    r.config = config;
     r.label_ids = string_field(config, "label_ids", "consecutive", r.path, "config.");
     if (config.contains("class_set")) {
       if (!config["class_set"].is_object()) throw file_error(r.path, "config.class_set is not an object");

@@ -16,6 +16,12 @@ std::string lower(std::string s) {
   return s;
 }
 
+std::string upper(std::string s) {
+  for (char& c : s)
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  return s;
+}
+
 std::vector<std::string> split_comma_list(const std::string& text) {
   std::vector<std::string> out;
   size_t pos = 0;

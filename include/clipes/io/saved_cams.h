@@ -20,6 +20,10 @@ struct SavedCams {
 // True when `cams_dir` holds either layout for `stem` (the refined CAMs and keys at least).
 bool saved_cams_exist(const std::string& cams_dir, const std::string& stem);
 
+// The file that holds `stem`'s refined CAMs in whichever layout is there
+// (<stem>_refined.npy or the official <stem>.npy); "" when neither is.
+std::string saved_cams_file(const std::string& cams_dir, const std::string& stem);
+
 // Reads whichever layout is there (the three-array one first). Shapes are
 // checked: keys [K], CAMs [K, H, W]. Throws clipes::Error naming the file.
 SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem);

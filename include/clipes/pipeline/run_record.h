@@ -22,6 +22,7 @@ struct RunRecord {
   std::string label_ids = "consecutive"; // config.label_ids
   std::string images_folder;             // "" when not recorded
   nlohmann::json input = nlohmann::json::object();  // the "input" block
+  nlohmann::json config = nlohmann::json::object(); // the "config" block (settings as run)
 
   // The recorded class set; throws clipes::Error naming the file when the
   // record has none.

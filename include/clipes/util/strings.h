@@ -12,6 +12,9 @@ std::string trim(const std::string& s);
 // aliases are compared ("Dining Table" = "dining table").
 std::string lower(std::string s);
 
+// ASCII letters upper-cased, every other byte kept (".jpg" → ".JPG").
+std::string upper(std::string s);
+
 // "dog, cat,,bird " → {"dog", "cat", "bird"}: split on commas, pieces
 // trimmed, empty pieces dropped. Class lists (--labels, --classes) and
 // synonym lists inside a class string (spec §4) both use it.
