@@ -11,6 +11,37 @@
 namespace clipes {
 namespace {
 
+// What deeplab-pytorch's VOCAug does with the exported yaml (libs/datasets/
+// voc.py): root = ROOT/VOC2012, the list at root/ImageSets/SegmentationAug/
+// <TRAIN>.txt, each "<image> <label>" line split on " " and joined as
+// osp.join(root, path[1:]). Checks that every joined path is a file, that the
+// pair shares a stem, and returns the number of pairs (issue 27 item 2).
+int deeplab_vocaug_pairs(const std::string& yaml) {
+  auto field = [&](const std::string& key) {
+    const size_t at = yaml.find("  " + key + ": ");
+    EXPECT_NE(at, std::string::npos) << key << " in " << yaml;
+    if (at == std::string::npos) return std::string();
+    std::string value = yaml.substr(at + key.size() + 4, yaml.find('\n', at) - at - key.size() - 4);
+    if (value.size() >= 2 && value.front() == '\'') value = value.substr(1, value.size() - 2);
+    return value;
+  };
+  const std::string root = field("ROOT") + "/VOC2012";
+  std::istringstream lines(read_file(root + "/ImageSets/SegmentationAug/" + field("TRAIN") + ".txt"));
+  int n = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t space = line.find(' ');
+    EXPECT_NE(space, std::string::npos) << line;
+    EXPECT_EQ(line.find(' ', space + 1), std::string::npos) << line;  // exactly two fields
+    const std::string image = root + "/" + line.substr(1, space - 1);
+    const std::string label = root + "/" + line.substr(space + 2);
+    EXPECT_TRUE(std::filesystem::is_regular_file(image)) << image;
+    EXPECT_TRUE(std::filesystem::is_regular_file(label)) << label;
+    EXPECT_EQ(std::filesystem::path(image).stem(), std::filesystem::path(label).stem());
+    ++n;
+  }
+  return n;
+}
+
 TEST(TrainingExport, MmsegAndDeeplabListsPointAtEveryMaskAndItsImage) {
   const std::string dir = test::make_temp_dir("export");
   std::string log;
@@ -41,18 +72,11 @@ TEST(TrainingExport, MmsegAndDeeplabListsPointAtEveryMaskAndItsImage) {
   const std::string relative = read_file(dir + "/run/export/mmseg/clipes_pseudo_masks.py");
   EXPECT_NE(relative.find("ann_file='" + dir + "/run/export/mmseg/train.txt'"), std::string::npos) << relative;
 
-  ASSERT_EQ(test::run_command(bin + " export deeplab " + dir + "/run", &log), 0) << log;
-  std::istringstream pairs(read_file(dir + "/run/export/deeplab/train_aug.txt"));
-  std::string image, mask;
-  int n = 0;
-  while (pairs >> image >> mask) {
-    EXPECT_TRUE(std::filesystem::is_regular_file(image)) << image;
-    EXPECT_TRUE(std::filesystem::is_regular_file(mask)) << mask;
-    EXPECT_EQ(std::filesystem::path(image).stem(), std::filesystem::path(mask).stem());
-    ++n;
-  }
-  EXPECT_EQ(n, 3);
+  ASSERT_EQ(test::run_command("cd " + dir + " && " + bin + " export deeplab run", &log), 0) << log;
+  EXPECT_EQ(deeplab_vocaug_pairs(read_file(dir + "/run/export/deeplab/clipes_pseudo_masks.yaml")), 3);
   EXPECT_NE(read_file(dir + "/run/export/deeplab/clipes_pseudo_masks.yaml").find("N_CLASSES: 9"), std::string::npos);
+  // Exporting again replaces the links it made.
+  ASSERT_EQ(test::run_command(bin + " export deeplab " + dir + "/run", &log), 0) << log;
   // Not a run folder: one line, exit 2.
   EXPECT_EQ(test::run_command(bin + " export mmseg " + dir + "/val", &log), 2) << log;
 }
@@ -80,9 +104,39 @@ TEST(TrainingExport, ASingleImageRunAndPathsWithSpaces) {
   EXPECT_TRUE(std::filesystem::is_regular_file(dir + "/run/vis/x.jpg"));
   ASSERT_EQ(test::run_command(bin + " export mmseg '" + dir + "/run'", &log), 0) << log;
   EXPECT_NE(read_file(dir + "/run/export/mmseg/clipes_pseudo_masks.py").find(dir), std::string::npos);
+  // A folder with a space is fine (the list names files under ROOT), a file
+  // name with one is refused: the reader splits lines on spaces.
+  ASSERT_EQ(test::run_command(bin + " export deeplab '" + dir + "/run'", &log), 0) << log;
+  EXPECT_EQ(deeplab_vocaug_pairs(read_file(dir + "/run/export/deeplab/clipes_pseudo_masks.yaml")), 1);
+  std::filesystem::rename(dir + "/x.jpg", dir + "/x y.jpg");
+  std::filesystem::rename(dir + "/run/masks/x.png", dir + "/run/masks/x y.png");
+  std::filesystem::remove(dir + "/run/export/deeplab/VOC2012/ImageSets/SegmentationAug/train_aug.txt");
   EXPECT_EQ(test::run_command(bin + " export deeplab '" + dir + "/run'", &log), 2) << log;
   EXPECT_NE(log.find("deeplab-pytorch's list format cannot hold"), std::string::npos) << log;
-  EXPECT_FALSE(std::filesystem::exists(dir + "/run/export/deeplab/train_aug.txt"));
+  EXPECT_NE(log.find("x y.jpg"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/export/deeplab/VOC2012/ImageSets/SegmentationAug/train_aug.txt"));
+}
+
+TEST(TrainingExport, ASegmentRunWithoutBackgroundGetsOneMoreDeeplabOutput) {
+  // Issue 27 item 2: masks of "cat,dog,person" hold 1..3, so N_CLASSES: 3
+  // made value 3 an out-of-range target.
+  const std::string dir = test::make_temp_dir("export-no-background");
+  const std::string bin = test::clipes_binary();
+  std::string log;
+  ASSERT_EQ(test::run_command(bin + " -q segment --model " + test::tiny_clip_path() + " --vocab " +
+                                  test::vocab_path() + " --image " +
+                                  test::shared("fixtures/parity/coco6/images/000000010764.jpg") +
+                                  " --classes cat,dog,person --out " + dir + "/run",
+                              &log),
+            0)
+      << log;
+  ASSERT_EQ(test::run_command(bin + " export deeplab " + dir + "/run", &log), 0) << log;
+  const std::string yaml = read_file(dir + "/run/export/deeplab/clipes_pseudo_masks.yaml");
+  EXPECT_NE(yaml.find("N_CLASSES: 4"), std::string::npos) << yaml;
+  EXPECT_EQ(deeplab_vocaug_pairs(yaml), 1);
+  EXPECT_EQ(read_file(dir + "/run/export/deeplab/labels.txt"), "0 unused\n1 cat\n2 dog\n3 person\n");
+  ASSERT_EQ(test::run_command(bin + " export mmseg " + dir + "/run", &log), 0) << log;
+  EXPECT_NE(read_file(dir + "/run/export/mmseg/clipes_pseudo_masks.py").find("num_classes = 3"), std::string::npos);
 }
 
 }  // namespace

@@ -23,6 +23,28 @@ std::string python_string(const std::string& s) {
   return out + "'";
 }
 
+// A YAML single-quoted scalar: the only escape is '' for '.
+std::string yaml_string(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+// `link` made a symbolic link to the folder `target`; a link left by an
+// earlier export is replaced, anything else at `link` is refused (never
+// removed: it may be the user's data).
+void link_folder(const std::string& target, const fs::path& link) {
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(link, ec);
+  if (fs::is_symlink(st)) {
+    fs::remove(link, ec);
+  } else if (fs::exists(st)) {
+    throw file_error(link.string(), "exists and is not a link clipes made; remove it to export again");
+  }
+  fs::create_directory_symlink(target, link, ec);
+  if (ec) throw file_error(link.string(), "cannot link to " + target + ": " + ec.message());
+}
+
 }  // namespace
 
 TrainingFramework parse_training_framework(const std::string& text) {
@@ -97,29 +119,51 @@ TrainingExport export_for_training(TrainingFramework framework, const TrainingEx
            << "    ))\n"
            << "num_classes = " << in.num_classes << "\n";
   } else {
-    // deeplab-pytorch's VOCAug reads "<image> <label>" pairs relative to ROOT,
-    // split on spaces with no quoting: a path with a space (or a line end)
-    // would be read as other paths, so it is refused, not written.
+    // deeplab-pytorch's VOCAug (libs/datasets/voc.py) reads
+    // ROOT/VOC2012/ImageSets/SegmentationAug/<split>.txt and joins each path,
+    // first character dropped, under ROOT/VOC2012 (issue 27 item 2: absolute
+    // pairs with ROOT '/' became /VOC2012/work/...). So the export is such a
+    // ROOT: VOC2012/JPEGImages and VOC2012/SegmentationClassAug are links to
+    // the image and mask folders, and the list names "/JPEGImages/<file>
+    // /SegmentationClassAug/<stem>.png". Lines are split on spaces with no
+    // quoting: a file name with a space (or a line end) is refused.
+    const fs::path voc = dir / "VOC2012";
+    const fs::path lists = voc / "ImageSets" / "SegmentationAug";
+    fs::create_directories(lists, ec);
+    if (ec) throw file_error(lists.string(), "cannot create folder: " + ec.message());
+    link_folder(images_abs, voc / "JPEGImages");
+    link_folder(masks_abs, voc / "SegmentationClassAug");
     for (const auto& [stem, image] : pairs) {
-      const std::string image_abs = fs::absolute(image).lexically_normal().string();
-      const std::string mask_abs = masks_abs + "/" + stem + ".png";
-      for (const std::string& path : {image_abs, mask_abs})
-        if (path.find_first_of(" \t\r\n") != std::string::npos)
-          throw file_error(path, "holds a space or line end, which deeplab-pytorch's list format cannot hold "
-                                 "(it splits lines on spaces); link the data under a path without spaces");
-      list << image_abs << " " << mask_abs << "\n";
+      const std::string image_name = image.filename().string();
+      for (const std::string& name : {image_name, stem + ".png"})
+        if (name.find_first_of(" \t\r\n") != std::string::npos)
+          throw file_error((fs::path(in.images_dir) / name).string(),
+                           "holds a space or line end, which deeplab-pytorch's list format cannot hold "
+                           "(it splits lines on spaces); rename it or leave it out");
+      list << "/JPEGImages/" << image_name << " /SegmentationClassAug/" << stem << ".png\n";
     }
-    out.list_file = (dir / "train_aug.txt").string();
+    out.list_file = (lists / "train_aug.txt").string();
     out.config_file = (dir / "clipes_pseudo_masks.yaml").string();
+    // A class set without background writes 1..N and never 0: the network
+    // still needs N+1 outputs for the values to be valid targets (output 0
+    // is simply never a target).
+    const int n_classes = in.has_background ? in.num_classes : in.num_classes + 1;
+    std::ostringstream labels;
+    for (size_t i = 0; i < in.class_names.size(); ++i)
+      labels << i << " " << (i == 0 && !in.has_background ? std::string("unused") : in.class_names[i]) << "\n";
+    write_file_atomic((dir / "labels.txt").string(), labels.str());
     config << "# Written by clipes export deeplab: for kazuto1011/deeplab-pytorch (VOCAug layout).\n"
-           << "# The list holds absolute '<image> <mask>' pairs, so ROOT is '/'; copy train_aug.txt to\n"
-           << "# <ROOT>/ImageSets/SegmentationAug/ or point the loader at it.\n"
+           << "# ROOT is this folder: VOC2012/ImageSets/SegmentationAug/train_aug.txt lists the pairs,\n"
+           << "# VOC2012/JPEGImages and VOC2012/SegmentationClassAug link to the images and the masks.\n"
+           << "# Merge this DATASET block into configs/voc12.yaml (keep its VAL split pointing at real GT).\n"
            << "DATASET:\n"
            << "  NAME: vocaug\n"
-           << "  ROOT: /\n"
+           << "  ROOT: " << yaml_string(dir.string()) << "\n"
+           << "  LABELS: " << yaml_string((dir / "labels.txt").string()) << "\n"
            << "  SPLIT:\n"
            << "    TRAIN: train_aug\n"
-           << "  N_CLASSES: " << in.num_classes << "\n"
+           << "  N_CLASSES: " << n_classes
+           << (in.has_background ? "" : "  # masks hold 1..N (no background class); 0 is never a target") << "\n"
            << "  IGNORE_LABEL: 255\n";
   }
   write_file_atomic(out.list_file, list.str());
