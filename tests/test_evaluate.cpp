@@ -97,6 +97,35 @@ TEST(Evaluate, CocoGroundTruthAgainstItselfIsPerfect) {
   const EvalReport worse = evaluate_masks(shifted, gt, ids);
   EXPECT_LT(worse.mean_iou, 1.0);
   EXPECT_DOUBLE_EQ(worse.classes[2].iou, 0.0);
+
+  // Per image and the confusion matrix (issue 27 item 8): the images with
+  // bicycles are exactly the imperfect ones, and the matrix says where the
+  // bicycle pixels went.
+  ASSERT_EQ(report.per_image.size(), 80u);
+  for (const auto& im : report.per_image) EXPECT_DOUBLE_EQ(im.mean_iou, 1.0) << im.id;
+  ASSERT_EQ(worse.per_image.size(), 80u);
+  size_t imperfect = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const cv::Mat mask = read_label_png(pred + "/masks/" + ids[i] + ".png");
+    const bool has_bicycle = cv::countNonZero(mask == 2) > 0;
+    EXPECT_EQ(worse.per_image[i].id, ids[i]);
+    EXPECT_EQ(worse.per_image[i].mean_iou < 1.0, has_bicycle) << ids[i];
+    imperfect += has_bicycle;
+  }
+  ASSERT_GT(imperfect, 0u);
+  const auto worst = worst_images(worse, 3);
+  ASSERT_EQ(worst.size(), std::min<size_t>(3, imperfect));
+  EXPECT_LE(worst[0].mean_iou, worst.back().mean_iou);
+  EXPECT_LT(worst.back().mean_iou, 1.0);
+  ASSERT_GT(worse.confusion.size(), 2u);
+  EXPECT_EQ(worse.confusion[2][2], 0u);
+  EXPECT_EQ(worse.confusion[2][1], report.confusion[2][2]);  // every bicycle pixel went to person
+  EXPECT_EQ(worse.confusion[1][1], report.confusion[1][1]);
+  const auto wj = eval_report_json(worse);
+  EXPECT_EQ(wj["per_image"].size(), 80u);
+  EXPECT_EQ(wj["confusion_matrix"]["counts"][2][1].get<uint64_t>(), worse.confusion[2][1]);
+  EXPECT_EQ(wj["per_image"][0]["iou"].is_object(), true);
+  EXPECT_NE(format_eval_report(worse).find("lowest image mIoU: " + worst[0].id), std::string::npos);
 }
 
 TEST(Evaluate, CamSweepMarksTheBestBackground) {
@@ -137,8 +166,18 @@ TEST(Evaluate, CamSweepMarksTheBestBackground) {
   write_npy(dir + "/out/cams/a_cam.npy", cam);
   EvalOptions unrefined = options;
   unrefined.cam_suffix = "cam";
-  const std::string cam_table = format_eval_report(evaluate_cams(dir + "/out", gt, {"a"}, unrefined));
+  const EvalReport cam_report = evaluate_cams(dir + "/out", gt, {"a"}, unrefined);
+  const std::string cam_table = format_eval_report(cam_report);
   EXPECT_NE(cam_table.find("clipes generate ... --bg-power 1.00 --no-caa\n"), std::string::npos) << cam_table;
+  // Unrefined CAMs sweep α = 1..10 as eval_cam.py does for 'highres' (issue 27 item 9).
+  ASSERT_EQ(cam_report.sweep.size(), 29u);
+  EXPECT_EQ(cam_report.sweep[9].background, "alpha");
+  EXPECT_DOUBLE_EQ(cam_report.sweep[9].parameter, 10.0);
+  EXPECT_EQ(cam_report.sweep[10].background, "threshold");
+  // α = 3: bg = (.512, .001, .064, .216) → only the 0.4 pixel is wrong, as for α = 2.
+  EXPECT_NEAR(cam_report.sweep[2].mean_iou, (0.5 + 2.0 / 3) / 2, 1e-12);
+  ASSERT_EQ(report.per_image.size(), 1u);  // the best setting's image score
+  EXPECT_DOUBLE_EQ(report.per_image[0].mean_iou, 1.0);
 
   // CAMs of another size than the ground truth: an error naming the CAM file.
   write_npy(dir + "/out/cams/a_refined.npy", torch::zeros({1, 3, 2}).to(torch::kHalf));
@@ -190,6 +229,35 @@ TEST(EvalCli, TableExitCodesAndErrors) {
   const std::string empty = test::make_temp_dir("eval-empty");
   rc = test::run_command(bin + " eval --pred " + empty + " --gt " + coco_tiny_json(), &out);
   EXPECT_EQ(rc, 2) << out;
+}
+
+TEST(EvalCli, ExportGtPngWritesCocoAsClassPngsTheOfficialEvalReads) {
+  // Issue 27 item 9: the official eval_cam.py reads <gt_root>/<id>.png, which
+  // COCO does not ship; `export gt-png` rasterises the instances json.
+  const std::string dir = test::make_temp_dir("gt-png");
+  const std::string bin = test::clipes_binary();
+  std::string out;
+  ASSERT_EQ(test::run_command(bin + " -q export gt-png " + dir + " --gt " + coco_tiny_json(), &out), 0) << out;
+  const CocoGroundTruth coco = CocoGroundTruth::load(coco_tiny_json());
+  size_t n = 0;
+  for (const auto& image : coco.images()) {
+    const cv::Mat written = read_label_png(dir + "/export/gt-png/" + image.stem + ".png");
+    const cv::Mat expected = coco.semantic_mask(image.id, false);
+    ASSERT_EQ(written.size(), expected.size()) << image.stem;
+    EXPECT_EQ(cv::countNonZero(written != expected), 0) << image.stem;
+    ++n;
+  }
+  EXPECT_EQ(n, 80u);
+  // The folder is ground truth for eval as well: coco-tiny's own masks score 100.
+  const std::string pred = write_coco_tiny_masks("gt-png-pred", false);
+  ASSERT_EQ(test::run_command(bin + " eval --pred " + pred + " --gt " + dir + "/export/gt-png --classes coco", &out), 0)
+      << out;
+  EXPECT_NE(out.find("mIoU 100.00"), std::string::npos) << out;
+  // Resumable: a second run writes nothing; no --gt and no run: one line, exit 2.
+  ASSERT_EQ(test::run_command(bin + " export gt-png " + dir + " --gt " + coco_tiny_json(), &out), 0) << out;
+  EXPECT_NE(out.find("0 written now, 80 already there"), std::string::npos) << out;
+  EXPECT_EQ(test::run_command(bin + " export gt-png " + dir, &out), 2) << out;
+  EXPECT_NE(out.find("give --gt"), std::string::npos) << out;
 }
 
 TEST(EvalCli, VocRootWithSplitAndMissingGroundTruth) {

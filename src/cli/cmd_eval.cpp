@@ -136,6 +136,27 @@ int run_tag_eval(const TagEvalOptions& o, const JsonOutput& json) {
   return 0;
 }
 
+// `--classes X` on a run that recorded another class set relabels the table
+// (a toy run scored with --classes voc showed VOC names for toy masks; issue
+// 27 item 8): say so, naming the recorded set. A warning, not a refusal: a
+// renamed copy of the same set is legitimate.
+void warn_if_classes_differ_from_run(const std::string& classes, const std::string& pred, const LabelSet& given) {
+  if (classes.empty()) return;
+  std::optional<RunRecord> record;
+  try {
+    record = RunRecord::read(pred);
+  } catch (const Error&) {
+    return;  // an unreadable run.json is not what is being scored
+  }
+  if (!record || !record->has_class_set) return;
+  const LabelSet recorded = parse_label_set(record->class_set_text, record->path, false);
+  if (recorded.names == given.names) return;
+  spdlog::warn("{} records the class set '{}' ({} classes) but --classes {} gives {} classes{}: the table names the "
+               "mask values by --classes; leave it out to use the run's own",
+               printable(record->path), printable(record->class_set_name), recorded.names.size(), printable(classes),
+               given.names.size(), recorded.names.size() == given.names.size() ? " with other names" : "");
+}
+
 const bool registered = register_command({
     "eval", "score pseudo masks or saved CAMs against ground truth (mIoU)", [](CLI::App& sub) {
       struct Options {
@@ -202,6 +223,7 @@ const bool registered = register_command({
         else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)
           options.labels = read_label_set(ClassConfig::resolve_path(o->classes), dataset_ids);
         gt.map_categories(options.labels);  // COCO ground truth numbered by the classes scored, by name
+        warn_if_classes_differ_from_run(o->classes, o->pred, options.labels);
 
         const EvalReport report =
             o->cams ? evaluate_cams(o->pred, gt, ids, options) : evaluate_masks(o->pred, gt, ids, options);

@@ -1,6 +1,7 @@
-// clipes export mmseg|deeplab OUT — the split list and config snippet to
-// train a segmentation network on a run's pseudo masks
-// (pipeline/training_export.h). Classes and the image folder come from the
+// clipes export mmseg|deeplab|coco|gt-png OUT — the split list and config
+// snippet to train a segmentation network on a run's pseudo masks
+// (pipeline/training_export.h), a COCO results file, or the ground truth as
+// class PNGs (pipeline/ground_truth_png.h). Classes and the image folder come from the
 // run's run.json unless --images / --dataset say otherwise.
 #include <spdlog/spdlog.h>
 
@@ -10,7 +11,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "clipes/eval/ground_truth.h"
 #include "clipes/pipeline/coco_results.h"
+#include "clipes/pipeline/ground_truth_png.h"
 #include "clipes/pipeline/run_record.h"
 #include "clipes/pipeline/training_export.h"
 #include "clipes/data/coco_mask.h"
@@ -19,16 +22,52 @@
 #include "clipes/util/error.h"
 #include "clipes/util/strings.h"
 #include "command.h"
+#include "progress_bar.h"
 
 namespace clipes::cli {
 namespace {
 
 struct ExportCli {
-  std::string framework, out, images, dataset;
+  std::string framework, out, images, dataset, gt, split, label_ids;
 };
+
+// export gt-png (issue 27 item 9): the ground truth as class PNGs under
+// OUT/export/gt-png/, numbered like the run's masks, for the official
+// eval_cam.py --gt_root. OUT need not be a run when --gt is given.
+int run_gt_png_export(const ExportCli& o, const std::optional<RunRecord>& record) {
+  std::string gt_path = o.gt, split = o.split;
+  if (gt_path.empty() && record) {
+    const nlohmann::json& input = record->input;
+    const std::string format = input.value("format", "");
+    if ((format == "coco" || format == "voc") && input.contains("dataset") && input["dataset"].is_string()) {
+      gt_path = input["dataset"].get<std::string>();
+      if (split.empty() && format == "voc") split = input.value("split", "");
+    }
+  }
+  if (gt_path.empty())
+    throw Error("export gt-png: give --gt (a COCO instances json or root, or a VOC root); " + printable(o.out) +
+                " records no dataset with label maps");
+  const std::string label_ids = !o.label_ids.empty() ? o.label_ids : record ? record->label_ids : "consecutive";
+  const bool dataset_ids = ClassConfig::parse_label_ids(label_ids) == ClassConfig::LabelIds::Dataset;
+  GtSource gt = GtSource::open(gt_path, dataset_ids, split);
+  if (record && record->has_class_set)  // numbered like the masks beside them, by class name
+    gt.map_categories(parse_label_set(record->class_set_text, record->path, dataset_ids));
+  const std::vector<std::string> ids = gt.default_ids(split.empty() ? "train" : split);
+  BatchOptions batch;
+  batch.out_dir = (std::filesystem::path(o.out) / "export" / "gt-png").string();
+  ProgressBar bar("gt-png");
+  const BatchSummary s = write_ground_truth_pngs(gt, ids, batch, [&](const BatchProgress& p) { bar.update(p); });
+  bar.finish();
+  std::cout << batch.out_dir << "\n";
+  spdlog::info("{} ground-truth PNGs in {} ({} written now, {} already there){}", s.complete(), printable(batch.out_dir),
+               s.processed - s.failed, s.skipped,
+               s.failed ? ", " + std::to_string(s.failed) + " failed (" + s.failure_log + ")" : "");
+  return s.failed ? 1 : 0;
+}
 
 int run_export(const ExportCli& o) {
   const std::optional<RunRecord> record = RunRecord::read(o.out);
+  if (o.framework == "gt-png") return run_gt_png_export(o, record);
   if (!record || !record->has_class_set)
     throw file_error(o.out, "no run.json with a class set here (export needs the output folder of generate or segment)");
   const ClassConfig classes = record->class_set();
@@ -93,10 +132,16 @@ int run_export(const ExportCli& o) {
 const bool registered = register_command({
     "export", "training lists + config (mmseg, deeplab) or a COCO results file from a run's masks", [](CLI::App& sub) {
       auto o = std::make_shared<ExportCli>();
-      sub.add_option("format", o->framework, "mmseg | deeplab (training lists) | coco (a COCO results file, RLE)")
+      sub.add_option("format", o->framework,
+                     "mmseg | deeplab (training lists) | coco (a COCO results file, RLE) | gt-png (the ground truth "
+                     "as class PNGs for the official eval_cam.py)")
           ->required()
-          ->check(CLI::IsMember({"mmseg", "deeplab", "coco"}));
+          ->check(CLI::IsMember({"mmseg", "deeplab", "coco", "gt-png"}));
       sub.add_option("out", o->out, "output folder of generate or segment")->required();
+      sub.add_option("--gt", o->gt, "gt-png: COCO instances json or root, or VOC root (default: run.json's dataset)");
+      sub.add_option("--split", o->split, "gt-png: the split (VOC list; COCO instances_<split>.json)");
+      sub.add_option("--label-ids", o->label_ids, "gt-png: consecutive | coco (default: the run's, else consecutive)")
+          ->check(CLI::IsMember({"consecutive", "dataset", "coco"}));
       sub.add_option("--images", o->images, "image folder (default: run.json's)");
       sub.add_option("--dataset", o->dataset, "dataset root; its JPEGImages/ for VOC (default: run.json's image folder)");
       return [o]() { return run_export(*o); };

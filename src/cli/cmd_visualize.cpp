@@ -7,11 +7,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include "clipes/data/dataset.h"
+#include "clipes/eval/evaluate.h"
 #include "clipes/eval/ground_truth.h"
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/image_decode.h"
@@ -35,6 +37,7 @@ struct Options {
   std::string gt;      // empty: the dataset run.json names, when it has label maps
   bool no_gt = false;
   int limit = 0;
+  int worst = 0;  // > 0: only the N images with the lowest mIoU against the ground truth
   int64_t max_pixels = kDefaultMaxPixels;
 };
 
@@ -133,6 +136,39 @@ std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optiona
   }
 }
 
+// --worst N (issue 27 item 8): the N stems whose masks score lowest against
+// the ground truth, lowest first, by the per-image mIoU eval reports (and the
+// GT panel's title shows). Stems without ground truth are left out.
+std::vector<std::string> worst_stems(const Options& o, const ClassConfig& classes, const GtSource* gt,
+                                     const std::vector<std::string>& stems) {
+  if (!gt)
+    throw Error("--worst ranks images by their IoU against the ground truth, and there is none: give --gt "
+                "(a VOC root, COCO json or mask folder)");
+  std::vector<std::string> with_gt;
+  for (const auto& stem : stems) {
+    try {
+      gt->require(stem);
+      with_gt.push_back(stem);
+    } catch (const Error&) {
+    }
+  }
+  if (with_gt.empty()) throw Error(printable(gt->path()) + ": none of the masks has ground truth here");
+  EvalOptions options;
+  options.labels = parse_label_set(classes.to_json_text(), classes.name,
+                                   ClassConfig::parse_label_ids(o.label_ids) == ClassConfig::LabelIds::Dataset);
+  const EvalReport report = evaluate_masks(o.out, *gt, with_gt, options);
+  std::vector<std::string> out;
+  std::string listed;
+  for (const auto& im : worst_images(report, static_cast<size_t>(o.worst))) {
+    out.push_back(im.id);
+    char iou[32];
+    std::snprintf(iou, sizeof iou, "%.1f", 100 * im.mean_iou);
+    listed += (listed.empty() ? "" : ", ") + printable(im.id) + " " + iou;
+  }
+  spdlog::info("the {} lowest of {} images by mIoU: {}", out.size(), with_gt.size(), listed);
+  return out;
+}
+
 int run_visualize(const Options& given) {
   // What generate recorded in run.json fills every option not given: the
   // class set itself (not just its name), the label ids, the image folder.
@@ -158,6 +194,7 @@ int run_visualize(const Options& given) {
     std::sort(stems.begin(), stems.end());
     if (stems.empty()) throw file_error(masks.string(), "no masks to visualise");
   }
+  if (o.worst > 0) stems = worst_stems(o, classes, gt.get(), stems);
   if (o.limit > 0 && stems.size() > static_cast<size_t>(o.limit)) stems.resize(static_cast<size_t>(o.limit));
 
   size_t failed = 0;
@@ -187,6 +224,9 @@ const bool registered = register_command({
                      "ground truth for the GT panel and per-image IoU: VOC root, COCO json or mask folder "
                      "(default: the dataset run.json names, when it has label maps)");
       sub.add_flag("--no-gt", o->no_gt, "no ground-truth panel");
+      sub.add_option("--worst", o->worst,
+                     "only the N images with the lowest mIoU against the ground truth (lowest first)")
+          ->check(count_at_least(1));
       sub.add_option("--limit", o->limit, "at most N images, N ≥ 1 (default: all)")->check(count_at_least(1));
       add_max_pixels_option(sub, o->max_pixels);
       return [o]() { return run_visualize(*o); };

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -29,6 +30,13 @@ void fill_scores(EvalReport& report, const ConfusionMatrix& matrix, const std::v
     if (gt_outside[v]) report.gt_outside_class_set.emplace_back(v, gt_outside[v]);
   report.classes_in_gt = 0;
   report.classes.clear();
+  int last = static_cast<int>(names_by_value.size()) - 1;
+  for (int v = 0; v < matrix.num_classes(); ++v)
+    if (matrix.gt_pixels(v) || matrix.pred_pixels(v)) last = std::max(last, v);
+  last = std::min(last, matrix.num_classes() - 1);
+  report.confusion.assign(static_cast<size_t>(last + 1), std::vector<uint64_t>(static_cast<size_t>(last + 1), 0));
+  for (int t = 0; t <= last; ++t)
+    for (int p = 0; p <= last; ++p) report.confusion[t][p] = matrix.count(t, p);
   const auto ious = matrix.iou();
   for (int v = 0; v < matrix.num_classes(); ++v) {
     ClassScore row;
@@ -44,6 +52,33 @@ void fill_scores(EvalReport& report, const ConfusionMatrix& matrix, const std::v
     if (row.name.empty()) row.name = "class_" + std::to_string(v);
     report.classes.push_back(std::move(row));
   }
+}
+
+ImageScore score_image(const std::string& id, const ConfusionMatrix& matrix) {
+  ImageScore score;
+  score.id = id;
+  const auto ious = matrix.iou();
+  double sum = 0;
+  int n = 0;
+  for (int v = 0; v < matrix.num_classes(); ++v) {
+    if (std::isnan(ious[v])) continue;  // neither in this image's GT nor predicted
+    score.class_iou.emplace_back(v, ious[v]);
+    sum += ious[v];
+    ++n;
+  }
+  score.mean_iou = n ? sum / n : std::nan("");
+  return score;
+}
+
+std::vector<ImageScore> worst_images(const EvalReport& report, size_t count) {
+  std::vector<ImageScore> sorted = report.per_image;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const ImageScore& a, const ImageScore& b) {
+    if (std::isnan(a.mean_iou) != std::isnan(b.mean_iou)) return std::isnan(b.mean_iou);
+    if (a.mean_iou != b.mean_iou && !std::isnan(a.mean_iou)) return a.mean_iou < b.mean_iou;
+    return a.id < b.id;
+  });
+  if (sorted.size() > count) sorted.resize(count);
+  return sorted;
 }
 
 namespace {
@@ -105,6 +140,20 @@ nlohmann::json eval_report_json(const EvalReport& report) {
                        {"in_ground_truth", c.in_ground_truth}});
   }
   j["classes"] = classes;
+  // Per image and the confusion matrix (issue 27 item 8): what a researcher
+  // needs to find the images and the class pairs that pull the score down.
+  nlohmann::json images = nlohmann::json::array();
+  for (const auto& im : report.per_image) {
+    nlohmann::json entry = {{"id", printable(im.id)}, {"miou", number_or_null(im.mean_iou)}};
+    if (report.mode == "masks") {
+      nlohmann::json iou = nlohmann::json::object();
+      for (const auto& [value, v] : im.class_iou) iou[std::to_string(value)] = v;
+      entry["iou"] = iou;  // keyed by mask value, as "classes" names them
+    }
+    images.push_back(entry);
+  }
+  j["per_image"] = images;
+  j["confusion_matrix"] = {{"rows", "ground truth value"}, {"columns", "predicted value"}, {"counts", report.confusion}};
   if (report.mode == "cams") {
     nlohmann::json sweep = nlohmann::json::array();
     for (const auto& s : report.sweep) {
@@ -183,6 +232,12 @@ std::string format_eval_report(const EvalReport& report) {
                 percent(report.pixel_accuracy).c_str(), percent(report.mean_class_accuracy).c_str(),
                 percent(report.frequency_weighted_iou).c_str());
   out << line;
+  const std::vector<ImageScore> worst = worst_images(report, 5);
+  if (report.per_image.size() > 1 && !worst.empty()) {
+    out << "lowest image mIoU:";
+    for (const auto& im : worst) out << " " << printable(im.id) << " " << percent(im.mean_iou);
+    out << "  (all in --json's per_image; clipes visualize --worst N)\n";
+  }
   return out.str();
 }
 

@@ -116,13 +116,17 @@ EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const
 
   const int threads = effective_threads(options.threads);
   std::vector<ConfusionMatrix> matrices(threads, ConfusionMatrix(setup.num_classes));
+  report.per_image.resize(present.size());
   parallel_for(present.size(), threads, [&](size_t i, int worker) {
     const std::string& id = present[i];
     const std::string pred_file = (masks / (id + ".png")).string();
     const cv::Mat truth = gt.mask(id);
     const cv::Mat prediction = read_label_png(pred_file);
     check_same_size(prediction, truth, pred_file, gt, id);
-    matrices[worker].add(prediction, truth);
+    ConfusionMatrix image(setup.num_classes);
+    image.add(prediction, truth);
+    report.per_image[i] = score_image(id, image);
+    matrices[worker].merge(image);
   });
   for (int t = 1; t < threads; ++t) matrices[0].merge(matrices[t]);
   fill_scores(report, matrices[0], setup.names_by_value);
@@ -137,9 +141,12 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   if (options.cam_suffix != "refined" && options.cam_suffix != "cam")
     throw Error("CAM kind must be refined or cam, not '" + options.cam_suffix + "'");
 
-  // The sweep: α ∈ {1, 2}, then constant backgrounds 0.05 … 0.95.
+  // The sweep: α ∈ {1, 2} for refined CAMs, α ∈ 1..10 for unrefined ones
+  // (eval_cam.py's lists for 'attn_highres' and 'highres'), then constant
+  // backgrounds 0.05 … 0.95.
   std::vector<SweepResult> settings;
-  for (int alpha = 1; alpha <= 2; ++alpha) settings.push_back({"alpha", static_cast<double>(alpha), 0, false});
+  const int max_alpha = options.cam_suffix == "cam" ? 10 : 2;
+  for (int alpha = 1; alpha <= max_alpha; ++alpha) settings.push_back({"alpha", static_cast<double>(alpha), 0, false});
   for (int i = 1; i <= 19; ++i) settings.push_back({"threshold", i / 20.0, 0, false});
   const size_t num_settings = settings.size();
 
@@ -154,6 +161,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   report.num_evaluated = present.size();
 
   const int threads = effective_threads(options.threads);
+  std::vector<std::vector<double>> image_miou(present.size());  // [image][setting]
   std::vector<std::vector<ConfusionMatrix>> matrices(
       threads, std::vector<ConfusionMatrix>(num_settings, ConfusionMatrix(setup.num_classes)));
   parallel_for(present.size(), threads, [&](size_t i, int worker) {
@@ -193,6 +201,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
     std::vector<float> thresholds;
     for (const auto& s : settings)
       if (s.background == "threshold") thresholds.push_back(round(static_cast<float>(s.parameter)));
+    const size_t alphas = num_settings - thresholds.size();
     std::vector<cv::Mat> predictions(num_settings);
     for (auto& p : predictions) p.create(static_cast<int>(H), static_cast<int>(W), CV_8UC1);
     for (int64_t y = 0; y < H; ++y) {
@@ -209,18 +218,25 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
         }
         const int fg = best_k < 0 ? 0 : values[best_k];
         // Background wins ties (it is index 0 of the argmax); no labels → background.
+        // numpy's float16 power is the float32 one rounded (α = 2: x·x rounded).
         const float bg1 = round(1.0f - best);
-        const float bg2 = round(bg1 * bg1);
-        predictions[0].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
-            static_cast<uint8_t>(best_k < 0 || bg1 >= best ? 0 : fg);
-        predictions[1].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
-            static_cast<uint8_t>(best_k < 0 || bg2 >= best ? 0 : fg);
+        for (size_t a = 0; a < alphas; ++a) {
+          const float bg = a == 0 ? bg1 : round(std::pow(bg1, static_cast<float>(a + 1)));
+          predictions[a].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
+              static_cast<uint8_t>(best_k < 0 || bg >= best ? 0 : fg);
+        }
         for (size_t t = 0; t < thresholds.size(); ++t)
-          predictions[2 + t].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
+          predictions[alphas + t].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
               static_cast<uint8_t>(best_k < 0 || thresholds[t] >= best ? 0 : fg);
       }
     }
-    for (size_t s = 0; s < num_settings; ++s) matrices[worker][s].add(predictions[s], truth);
+    image_miou[i].resize(num_settings);
+    for (size_t s = 0; s < num_settings; ++s) {
+      ConfusionMatrix image(setup.num_classes);
+      image.add(predictions[s], truth);
+      image_miou[i][s] = score_image(id, image).mean_iou;
+      matrices[worker][s].merge(image);
+    }
   });
 
   for (int t = 1; t < threads; ++t)
@@ -233,6 +249,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
       best = s;
   }
   settings[best].best = true;
+  for (size_t i = 0; i < present.size(); ++i) report.per_image.push_back({present[i], image_miou[i][best], {}});
   fill_scores(report, matrices[0][best], setup.names_by_value);
   char label[64];
   std::snprintf(label, sizeof label, settings[best].background == "alpha" ? "alpha=%g" : "threshold=%.2f",

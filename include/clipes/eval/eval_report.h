@@ -28,6 +28,16 @@ struct SweepResult {
   bool best = false;
 };
 
+// One image's own score (issue 27 item 8: finding the bad images). Its mIoU
+// is the mean IoU over the classes in its ground truth *or* its prediction, so
+// a hallucinated class counts; the same number visualize titles its GT panel
+// with. NaN when the image has neither (all ignore).
+struct ImageScore {
+  std::string id;
+  double mean_iou = 0;
+  std::vector<std::pair<int, double>> class_iou;  // mask value → IoU, classes in GT or prediction (masks only)
+};
+
 struct EvalReport {
   std::string mode;  // "masks" or "cams"
   std::string pred_dir, gt_path, gt_kind;
@@ -45,7 +55,18 @@ struct EvalReport {
   std::vector<SweepResult> sweep;   // CAMs only; `classes` and the scores are the best setting's
   std::string best_setting;         // CAMs only, e.g. "alpha=2"
   std::string cam_kind;             // CAMs only: "refined" (CAA on) or "cam" (before CAA)
+  std::vector<ImageScore> per_image;  // evaluated ids in order (CAMs: at the best setting)
+  // The whole-set matrix, row = ground-truth value, column = predicted value,
+  // for values 0..n−1 where n − 1 is the last named or met value.
+  std::vector<std::vector<uint64_t>> confusion;
 };
+
+// `matrix` holds one image: its ImageScore (class_iou filled).
+ImageScore score_image(const std::string& id, const ConfusionMatrix& matrix);
+
+// The `count` evaluated images with the lowest mIoU, lowest first (NaN last,
+// ties by id): what `visualize --worst` shows.
+std::vector<ImageScore> worst_images(const EvalReport& report, size_t count);
 
 // Fills the scores and class rows of `report` from `matrix`; `names_by_value`
 // names mask values ("" → "class_<v>").

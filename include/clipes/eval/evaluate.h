@@ -25,7 +25,8 @@ EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const
 
 // From saved CAMs <pred_dir>/cams/<id>_refined.npy (float16/float32 [K,H,W])
 // and <id>_keys.npy (int64 [K], 0-based class indices into options.labels):
-// sweeps bg = (1 − max)^α for α ∈ {1, 2} and constant backgrounds 0.05..0.95
+// sweeps bg = (1 − max)^α for α ∈ {1, 2} (unrefined CAMs: α ∈ 1..10, as the
+// official eval_cam.py does for 'highres') and constant backgrounds 0.05..0.95
 // (step 0.05), label = argmax over [bg, CAMs] (ties to the lower index, so to
 // background). The report's scores are those of the best setting; report.sweep
 // lists all of them. Arithmetic in float16 when the CAMs are float16, as the
