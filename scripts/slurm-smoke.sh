@@ -487,7 +487,8 @@ echo "submitted array job $A2"
 PID=$(freeze_midway "$OUT2" "$K")
 # The signal reaches it where it stands: SIGTERM to all the job's processes
 # (pending while they are stopped), then the cancel, whose SIGCONT lets the
-# SIGTERM act before clipes runs another instruction (it has no handler).
+# SIGTERM act: clipes finishes the image in flight, records the run
+# (runs.jsonl "stopped_by") and exits 143, or the cancel's own kill ends it.
 scancel --full --signal=TERM "${A2}_${K}"
 echo "scancel --full --signal=TERM ${A2}_${K}"
 sleep 1

@@ -89,5 +89,52 @@ TEST(ResearchWorkflow, EvalWarnsWhenClassesRelabelARunsOwnSet) {
   EXPECT_EQ(log.find("records the class set"), std::string::npos) << log;
 }
 
+size_t count_files(const std::string& dir) {
+  size_t n = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) ++n;
+  return n;
+}
+
+TEST(ResearchWorkflow, SigtermStopsAfterTheImagesInFlightAndIsRecorded) {
+  // Issue 27 item 10: a run ended by SIGTERM (Slurm pre-emption, scancel) or
+  // SIGINT wrote no runs.jsonl line although the README promises one per
+  // invocation. Now the images in flight finish, the line and run.json say
+  // which signal, the exit code is 128 + 15, and a rerun finishes the rest.
+  const ToyRun& t = toy_run();
+  const std::string dir = test::make_temp_dir("sigterm");
+  std::string log;
+  ASSERT_EQ(test::run_command(std::string(CLIPES_TOOL_DIR) + "/make_toy_dataset --out " + dir +
+                                  "/val --count 120 --seed 3 --split val",
+                              &log),
+            0)
+      << log;
+  const std::string generate = t.generate.substr(0, t.generate.find(" --dataset ")) + " --dataset " + dir +
+                               "/val --format voc --split val --out " + dir + "/out";
+  // Started in the background; SIGTERM once the first mask is there.
+  const std::string script = generate + " & pid=$!; for i in $(seq 600); do [ -n \"$(ls " + dir +
+                             "/out/masks 2>/dev/null)\" ] && break; sleep 0.05; done; kill -TERM $pid; wait $pid; "
+                             "echo \"rc=$?\"";
+  test::run_command("bash -c '" + script + "'", &log);
+  EXPECT_NE(log.find("rc=143"), std::string::npos) << log;
+  const size_t written = count_files(dir + "/out/masks");
+  EXPECT_GT(written, 0u);
+  EXPECT_LT(written, 120u) << "the run ended before the signal: nothing was tested";
+  const std::string history = read_file(dir + "/out/runs.jsonl");
+  ASSERT_EQ(std::count(history.begin(), history.end(), '\n'), 1) << history;
+  const auto line = nlohmann::json::parse(history);
+  EXPECT_EQ(line["stopped_by"], "SIGTERM");
+  EXPECT_EQ(line["counts"]["complete"].get<size_t>(), written);
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/out/run.json"))["stopped_by"], "SIGTERM");
+  // No half-written file, and the rerun does the rest.
+  for (const auto& e : fs::recursive_directory_iterator(dir + "/out"))
+    EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << e.path();
+  ASSERT_EQ(test::run_command(generate, &log), 0) << log;
+  EXPECT_EQ(count_files(dir + "/out/masks"), 120u);
+  const auto rerun = nlohmann::json::parse(read_file(dir + "/out/run.json"));
+  EXPECT_EQ(rerun["counts"]["skipped_complete"].get<size_t>(), written);
+  EXPECT_FALSE(rerun.contains("stopped_by"));
+}
+
 }  // namespace
 }  // namespace clipes

@@ -15,6 +15,7 @@
 #include "clipes/text/class_config.h"
 #include "clipes/text/prompt_ranking.h"
 #include "clipes/text/text_features.h"
+#include "clipes/util/stop_request.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
 #include "clipes/util/json_text.h"
@@ -236,15 +237,24 @@ int finish_batch_run(const std::string& command, const std::string& out, const S
   // and `--image x.jpg` has no folder at all in its relative path.
   if (!records.empty())
     put_bytes(run, "images_folder", std::filesystem::path(resolved(records.front().image_path)).parent_path().string());
-  const nlohmann::json history = {{"command", command},         {"started", started_at},
+  nlohmann::json history = {{"command", command},         {"started", started_at},
                                   {"ended", now_utc_iso8601()}, {"shard", shard_text},
                                   {"counts", run["counts"]},    {"timings_s", run["timings_s"]},
                                   {"force_resumed_over", force_resumed_over}};
+  if (s.stopped_by_signal) {
+    run["stopped_by"] = stop_signal_name(s.stopped_by_signal);
+    history["stopped_by"] = run["stopped_by"];
+  }
   const bool run_record_written = write_run_record(out, shard, run, history);
   const double rate = s.wall_s > 0 ? static_cast<double>(s.processed - s.failed) / s.wall_s : 0.0;
   spdlog::info("done: {} written, {} failed, {} already complete, {:.1f} s ({:.2f} images/s)",
                s.processed - s.failed, s.failed, s.skipped, s.wall_s, rate);
   report_failures(s, single_image);
+  if (s.stopped_by_signal) {
+    spdlog::warn("stopped by {}: {} image(s) of this run not started; run the same command again to finish them",
+                 stop_signal_name(s.stopped_by_signal), s.selected - s.skipped - s.processed);
+    return 128 + s.stopped_by_signal;  // as a shell or Slurm reports a process the signal ended
+  }
   const int code = batch_exit_code(s);
   return code == 0 && !run_record_written ? 1 : code;
 }

@@ -19,6 +19,7 @@
 #include "clipes/io/image_decode.h"
 #include "clipes/pipeline/batch_runner.h"
 #include "command.h"
+#include "graceful_stop.h"
 
 namespace clipes {
 class BpeTokenizer;
@@ -91,6 +92,7 @@ class BatchCommand {
   std::chrono::steady_clock::time_point start_;
   std::string started_at_;
   std::vector<std::string> force_resumed_over_;
+  GracefulStop stop_on_signals_;  // SIGTERM/SIGINT end the run after the images in flight, recorded
 };
 
 // The resume rule (pipeline/run_settings.h) with the two flags; returns the

@@ -18,6 +18,7 @@
 #include "clipes/util/strings.h"
 #include "batch_command.h"
 #include "command.h"
+#include "graceful_stop.h"
 #include "progress_bar.h"
 
 namespace clipes::cli {
@@ -41,6 +42,7 @@ double config_number(const nlohmann::json& config, const char* key, double fallb
 }
 
 int run_masks(const MasksCli& o) {
+  const GracefulStop stop_on_signals;  // SIGTERM/SIGINT: the images in flight finish, the run is recorded
   const std::optional<RunRecord> source = RunRecord::read(o.from);
   if (!source || !source->has_class_set)
     throw file_error(o.from, "no run.json with a class set here (masks --from needs the output folder of generate)");

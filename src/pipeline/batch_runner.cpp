@@ -12,6 +12,7 @@
 #include "clipes/pipeline/bounded_queue.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/stop_request.h"
 #include "clipes/util/json_text.h"
 #include "clipes/util/strings.h"
 #include "clipes/util/option_error.h"
@@ -229,6 +230,7 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
 
   std::thread decoder([&] {
     for (size_t i : todo) {
+      if (stop_requested()) break;  // SIGTERM/SIGINT: no new image (util/stop_request.h)
       Decoded d{i, {}, {}, 0};
       const auto t = Clock::now();
       try {
@@ -262,6 +264,7 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
   });
 
   while (auto d = decoded.pop()) {
+    if (stop_requested()) continue;  // drain: decoded images are not started, they stay to do
     const BatchJob& job = jobs[d->job_index];
     if (!d->error.empty()) {
       fail(d->job_index, "decode", d->error);
@@ -297,6 +300,7 @@ BatchSummary run_batch(const std::vector<BatchJob>& jobs, const BatchOptions& op
   summary.decode_s = decode_s;
   summary.write_s = write_s;
   summary.wall_s = seconds_since(start);
+  summary.stopped_by_signal = stop_requested();
   return summary;
 }
 

@@ -8,7 +8,9 @@
 //   * resume: images whose outputs are complete are skipped;
 //   * --shard i/N: a deterministic split by a hash of the image id, so it does
 //     not depend on list order and is stable under resume;
-//   * progress is reported through a callback (the library never prints).
+//   * progress is reported through a callback (the library never prints);
+//   * a stop request (SIGTERM/SIGINT, util/stop_request.h) ends it after the
+//     images in flight, with the summary and failure log as usual.
 #pragma once
 #include <opencv2/core.hpp>
 
@@ -65,6 +67,9 @@ struct BatchSummary {
   std::vector<BatchFailure> failures;  // every failure of this run, in order
   std::string failure_log;             // its path
   bool failure_log_written = true;     // false: some records could not be written there
+  // The signal that stopped the run early (util/stop_request.h): images not
+  // started stay to do, a resume finishes them. 0: ran to the end.
+  int stopped_by_signal = 0;
   // Images of the shard whose outputs are complete at the end (written now or before).
   int64_t complete() const { return skipped + processed - failed; }
 };
