@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <set>
 
+#include "clipes/methods/segment_classes.h"
 #include "clipes/util/atomic_file.h"
+#include "clipes/util/error.h"
 #include "test_support.h"
 
 namespace clipes {
@@ -87,6 +89,34 @@ TEST(ResearchWorkflow, EvalWarnsWhenClassesRelabelARunsOwnSet) {
   ASSERT_EQ(test::run_command(t.bin + " eval --pred " + t.dir + "/run --gt " + t.dir + "/val --split val", &log), 0)
       << log;
   EXPECT_EQ(log.find("records the class set"), std::string::npos) << log;
+}
+
+TEST(ResearchWorkflow, SeveralWordsCanMeanBackgroundInAFreeClassList) {
+  // Issue 27 item 10: only the literal word "background" could map to 0.
+  const ClassConfig config = with_background_words(class_config_from_list("cat,dog"), "grass, sky");
+  EXPECT_EQ(config.background, (std::vector<std::string>{"grass", "sky"}));
+  const SegmentClasses classes = SegmentClasses::from_class_config(config);
+  EXPECT_EQ(classes.background, 0);
+  EXPECT_EQ(classes.names, (std::vector<std::string>{"background", "cat", "dog"}));
+  EXPECT_EQ(classes.mask_values, (std::vector<int>{0, 1, 2}));
+  ASSERT_EQ(classes.queries.size(), 4u);
+  EXPECT_EQ(classes.query_class, (std::vector<int>{0, 0, 1, 2}));
+  EXPECT_THROW(with_background_words(class_config_from_list("cat,dog"), "grass,Dog"), Error);
+  EXPECT_THROW(with_background_words(class_config_from_list("cat,dog"), "sky,SKY"), Error);
+  EXPECT_THROW(with_background_words(class_config_from_list("cat,dog"), " , "), Error);
+
+  // The command: recorded in run.json, so eval and visualize name value 0.
+  const std::string dir = test::make_temp_dir("background-words");
+  std::string log;
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " -q segment --model " + test::tiny_clip_path() + " --vocab " +
+                                  test::vocab_path() + " --image " +
+                                  test::shared("fixtures/parity/coco6/images/000000010764.jpg") +
+                                  " --classes cat,dog,person --background grass,sky --out " + dir + "/run",
+                              &log),
+            0)
+      << log;
+  const auto run = nlohmann::json::parse(read_file(dir + "/run/run.json"));
+  EXPECT_EQ(run["config"]["class_set"]["background"], nlohmann::json::array({"grass", "sky"})) << run.dump(1);
 }
 
 size_t count_files(const std::string& dir) {

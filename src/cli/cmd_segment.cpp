@@ -34,6 +34,7 @@ namespace {
 struct SegmentCli : BatchCli {
   std::string heads;
   std::string classes;  // "a,b,c" | voc | coco | toy | FILE (default by format)
+  std::string background;  // --background "grass,sky": class 0's words (replace the set's own)
   std::string method = "naclip";
   std::vector<std::string> params;  // --set KEY=VALUE
   std::string templates = "imagenet80";
@@ -96,9 +97,10 @@ std::string method_help() {
 }
 
 ClassConfig resolve_segment_classes(const SegmentCli& o) {
-  if (o.classes.find(',') != std::string::npos) return class_config_from_list(o.classes);
   const std::string name = o.classes.empty() ? (o.input.format == "coco" ? "coco" : "voc") : o.classes;
-  return ClassConfig::resolve(name);
+  ClassConfig config =
+      o.classes.find(',') != std::string::npos ? class_config_from_list(o.classes) : ClassConfig::resolve(name);
+  return o.background.empty() ? config : with_background_words(std::move(config), o.background);
 }
 
 int run_segment(const SegmentCli& o) {
@@ -180,6 +182,9 @@ const bool registered = register_command({
       add_batch_input_options(sub, *o, "masks/, confidence/, cams/, vis/, run.json", /*with_labels=*/false);
       sub.add_option("--classes", o->classes,
                      "class names \"dog,grass,other\", or a class set voc | coco | toy | FILE (default by format)");
+      sub.add_option("--background", o->background,
+                     "words that all mean background, \"grass,sky\": one class written as 0 (replaces the class "
+                     "set's own background words)");
       sub.add_option("--method", o->method, method_help())
           ->check([](const std::string& name) {
             try {

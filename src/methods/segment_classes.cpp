@@ -33,6 +33,21 @@ ClassConfig class_config_from_list(const std::string& comma_list) {
   return config;
 }
 
+ClassConfig with_background_words(ClassConfig config, const std::string& comma_words) {
+  const std::vector<std::string> words = split_comma_list(comma_words);
+  if (words.empty()) throw option_error(option_key("background") + " \"" + printable(comma_words) + "\": no words");
+  config.background.clear();
+  for (const auto& w : words) {
+    for (const auto& c : config.classes)
+      if (lower(c.name) == lower(w))
+        throw option_error(option_key("background") + ": \"" + printable(w) + "\" is also a class");
+    for (const auto& b : config.background)
+      if (lower(b) == lower(w)) throw option_error(option_key("background") + ": \"" + printable(w) + "\" is listed twice");
+    config.background.push_back(w);
+  }
+  return config;
+}
+
 SegmentClasses SegmentClasses::from_class_config(const ClassConfig& config, ClassConfig::LabelIds ids) {
   SegmentClasses s;
   if (!config.background.empty()) {

@@ -33,4 +33,11 @@ struct SegmentClasses {
 // class file, so `eval` and `visualize` read it back.
 ClassConfig class_config_from_list(const std::string& comma_list);
 
+// `config` with its background words replaced by `comma_words` ("grass,sky"):
+// each becomes a query of class 0, written as 0, as a class file's
+// "background" list does (issue 27 item 10: only the literal word
+// "background" could be mapped to 0). A word that is also a class name, a
+// repeat or an empty list throws clipes::Error.
+ClassConfig with_background_words(ClassConfig config, const std::string& comma_words);
+
 }  // namespace clipes
