@@ -101,6 +101,11 @@ TEST(ClassConfig, ResolveLabelsCaseInsensitiveAliasesAndDuplicates) {
   const ClassConfig voc = ClassConfig::resolve("voc");
   EXPECT_EQ(voc.resolve_labels({"person", "bicycle"}), (std::vector<int>{14, 1}));
   EXPECT_EQ(voc.resolve_labels({"dining table", "diningtable"}), (std::vector<int>{10}));
+  // The prompts' synonyms name their class too (issue 27: the toy file lists
+  // "crescent,moon" and "circle,disc", and --labels moon was refused).
+  const ClassConfig toy = ClassConfig::resolve("toy");
+  EXPECT_EQ(toy.resolve_labels({"moon", "Disc", "crescent"}), (std::vector<int>{7, 0}));
+  EXPECT_EQ(toy.resolve_labels({"donut"}), (std::vector<int>{4}));
 }
 
 TEST(ClassConfig, UnknownLabelListsValidNames) {

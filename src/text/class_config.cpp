@@ -189,6 +189,11 @@ std::vector<int> ClassConfig::resolve_labels(const std::vector<std::string>& nam
     index_of.emplace(lower(trim(classes[i].name)), i);
     for (const auto& alias : classes[i].aliases) index_of.emplace(lower(trim(alias)), i);
   }
+  // Then the synonyms of each prompt ("crescent,moon", spec §4): the toy class
+  // file lists moon and disc, which a labels file may use (issue 27). Names
+  // and aliases win where a synonym of another class would collide.
+  for (int i = 0; i < num_classes(); ++i)
+    for (const auto& synonym : split_synonyms(classes[i].prompt)) index_of.emplace(lower(synonym), i);
   std::vector<int> out;
   for (const auto& name : names) {
     const auto it = index_of.find(lower(trim(name)));

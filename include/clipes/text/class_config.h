@@ -43,7 +43,8 @@ struct ClassConfig {
   // "a,b , c" → {"a", "b", "c"} (empty pieces dropped).
   static std::vector<std::string> split_synonyms(const std::string& prompt);
 
-  // Names → class indices: case-insensitive on names and aliases; duplicates
+  // Names → class indices: case-insensitive on names and aliases, then on
+  // the prompts' synonyms ("moon" → crescent); duplicates
   // collapse (first occurrence kept); an unknown name throws clipes::Error
   // listing the valid names.
   std::vector<int> resolve_labels(const std::vector<std::string>& names) const;
