@@ -86,8 +86,9 @@ size_t remove_stale_temporaries(const std::vector<std::string>& targets) {
 }
 
 std::string read_file(const std::string& path) {
-  // A folder opens fine as an ifstream on Linux and reads as empty: check first.
-  require_readable_file(path);
+  // A folder opens fine as an ifstream on Linux and reads as empty: check
+  // first. Read once to the end, so a pipe (`--list <(...)`) is fine.
+  require_readable_file(path, /*allow_pipe=*/true);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream ss;

@@ -24,10 +24,13 @@ inline bool is_dir(const std::filesystem::path& p) {
 // device, ...), or "" when it is a readable regular file.
 // std::filesystem::exists() folds a symlink loop into "does not exist"; this
 // reports errno as it is.
+// `allow_pipe`: a pipe or FIFO is fine too — a text read once from start to
+// end (a list from `--list <(grep ...)`), where images, read by parts, are not.
 std::string why_not_a_readable_file(const std::string& path,
-                                    const std::string& directory_problem = "is a folder, not a file");
+                                    const std::string& directory_problem = "is a folder, not a file",
+                                    bool allow_pipe = false);
 
-// Throws file_error(path, why_not_a_readable_file(path)) unless it is "".
-void require_readable_file(const std::string& path);
+// Throws file_error(path, why_not_a_readable_file(path, ..., allow_pipe)) unless it is "".
+void require_readable_file(const std::string& path, bool allow_pipe = false);
 
 }  // namespace clipes
