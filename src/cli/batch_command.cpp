@@ -324,7 +324,7 @@ nlohmann::json batch_timings_json(double wall_s, const BatchSummary& s) {
 
 void add_batch_input_options(CLI::App& sub, BatchCli& o, const std::string& out_help, bool with_labels) {
   sub.add_option("--model", o.model, "CLIP checkpoint (OpenAI .pt, state dict, safetensors)")->required();
-  sub.add_option("--vocab", o.vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
+  add_vocab_option(sub, o.vocab);
   sub.add_option("--out", o.out, "output folder (" + out_help + ")")->required();
   add_input_options(sub, o.input, with_labels);
 }

@@ -74,7 +74,7 @@ const bool registered = register_command({
     "classify", "zero-shot classification of one image (checks a checkpoint)", [](CLI::App& sub) {
       auto o = std::make_shared<Options>();
       sub.add_option("--model", o->model, "CLIP checkpoint")->required();
-      sub.add_option("--vocab", o->vocab, "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")->required();
+      add_vocab_option(sub, o->vocab);
       sub.add_option("--image", o->image, "image file")->required();
       sub.add_option("--classes", o->classes, "comma-separated class names, e.g. \"dog,cat,car\", or a class set voc | coco | toy | FILE")->required();
       sub.add_option("--template", o->prompt_template, "prompt template; {} is the class name")->capture_default_str();
@@ -84,7 +84,10 @@ const bool registered = register_command({
       add_max_pixels_option(sub, o->max_pixels);
       add_json_option(sub, o->json, "the probabilities");
       add_runtime_options(sub, o->runtime);
-      return [o]() { return run_classify(*o); };
+      return [o]() {
+        o->vocab = vocab_or_beside_model(o->vocab, o->model);
+        return run_classify(*o);
+      };
     }});
 
 }  // namespace

@@ -199,7 +199,10 @@ const bool registered = register_command({
       sub.add_flag("--no-caa", o->no_caa, "skip the attention-affinity refinement (ablation)");
       sub.add_flag("--no-softmax", o->no_softmax, "plain GradCAM on logits (ablation)");
       add_batch_run_options(sub, *o);
-      return [o]() { return run_generate(*o); };
+      return [o]() {
+        o->vocab = vocab_or_beside_model(o->vocab, o->model);
+        return run_generate(*o);
+      };
     }});
 
 }  // namespace

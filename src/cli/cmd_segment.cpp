@@ -210,7 +210,10 @@ const bool registered = register_command({
       sub.add_flag("--save-cams", o->save_cams, "also write the method's scores (cams/<stem>_scores.npy, float16)");
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg");
       add_batch_run_options(sub, *o);
-      return [o]() { return run_segment(*o); };
+      return [o]() {
+        o->vocab = vocab_or_beside_model(o->vocab, o->model);
+        return run_segment(*o);
+      };
     }});
 
 }  // namespace

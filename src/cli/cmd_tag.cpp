@@ -107,7 +107,10 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"official", "ours"}))
           ->capture_default_str();
       add_batch_run_options(sub, *o);
-      return [o]() { return run_tag(*o); };
+      return [o]() {
+        o->vocab = vocab_or_beside_model(o->vocab, o->model);
+        return run_tag(*o);
+      };
     }});
 
 }  // namespace

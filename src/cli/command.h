@@ -71,6 +71,15 @@ CLI::Validator count_at_least(int64_t minimum);
 // A real number > 0 (--bg-power), with the same short message.
 CLI::Validator positive_real();
 
+// The file name of the official BPE vocabulary (openai/CLIP clip/).
+inline constexpr const char* kOfficialVocabName = "bpe_simple_vocab_16e6.txt.gz";
+// --vocab when given; else the official vocabulary beside the model file
+// when it is there (issue 27: --vocab was always required although the file
+// usually sits next to the weights); else an error saying where to get it.
+std::string vocab_or_beside_model(const std::string& vocab, const std::string& model);
+// The --vocab option every model command takes (optional: see above).
+CLI::Option* add_vocab_option(CLI::App& sub, std::string& vocab);
+
 // The vocabulary must be the one the model was trained with: its size must
 // equal the rows of the token embedding. A smaller vocabulary gives nonsense
 // without any error, a larger one "index out of range in self" mid-run.

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <thread>
 
@@ -102,6 +103,23 @@ CLI::Validator count_at_least(int64_t minimum) {
         return "";
       },
       "N >= " + std::to_string(minimum));
+}
+
+std::string vocab_or_beside_model(const std::string& vocab, const std::string& model) {
+  if (!vocab.empty()) return vocab;
+  const std::string beside = (std::filesystem::path(model).parent_path() / kOfficialVocabName).string();
+  std::error_code ec;
+  if (!model.empty() && std::filesystem::is_regular_file(beside, ec)) {
+    spdlog::info("vocabulary: {} (beside the model)", printable(beside));
+    return beside;
+  }
+  throw Error(std::string("--vocab: give the BPE vocabulary, ") + kOfficialVocabName +
+              " (in openai/CLIP's clip/ folder, or pip's clip package); none beside the model");
+}
+
+CLI::Option* add_vocab_option(CLI::App& sub, std::string& vocab) {
+  return sub.add_option("--vocab", vocab,
+                        std::string("BPE vocabulary (default: ") + kOfficialVocabName + " beside the model, if there)");
 }
 
 CLI::Validator positive_real() {
