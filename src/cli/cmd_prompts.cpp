@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,24 @@ struct RankCli {
   RuntimeOptions runtime;
 };
 
+// The VOC split to rank on: --split, else train, else the one list the set
+// has (issue 27: a val-only set failed on the missing train.txt; ranking on
+// val is what such a set allows, and the log says so).
+std::string default_split(const RankCli& o) {
+  if (o.split_given || o.format != "voc" || !o.list.empty()) return o.split;
+  const std::filesystem::path lists = std::filesystem::path(o.dataset) / "ImageSets" / "Segmentation";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(lists / (o.split + ".txt"), ec)) return o.split;
+  for (const char* split : {"train_aug", "trainval", "val"}) {
+    if (std::filesystem::is_regular_file(lists / (std::string(split) + ".txt"), ec)) {
+      spdlog::warn("no {}.txt in {}: ranking on the {} split (--split to choose)", o.split,
+                   printable(lists.string()), split);
+      return split;
+    }
+  }
+  return o.split;  // read_dataset names the missing list
+}
+
 int run_rank(const RankCli& o) {
   apply_runtime_options(o.runtime);
   const ClassConfig classes = ClassConfig::resolve(o.classes.empty() ? (o.format == "coco" ? "coco" : "voc") : o.classes);
@@ -42,7 +61,7 @@ int run_rank(const RankCli& o) {
   const std::vector<std::string> templates = read_templates(templates_path);
 
   const std::vector<ImageRecord> records =
-      read_dataset({o.dataset, o.format, o.format == "coco" && !o.split_given ? "" : o.split, o.list,
+      read_dataset({o.dataset, o.format, o.format == "coco" && !o.split_given ? "" : default_split(o), o.list,
                     o.labels_file, o.images_dir});
 
   const ModelOptions model_options = to_model_options(o.runtime);
@@ -99,7 +118,7 @@ const bool registered = register_command({
       sub.require_subcommand(1);
       CLI::App* rank = sub.add_subcommand("rank", "rank a template pool by sharpness on labelled images");
       rank->add_option("--model", o->model, "CLIP checkpoint")->required();
-      rank->add_option("--vocab", o->vocab, "BPE vocabulary")->required();
+      add_vocab_option(*rank, o->vocab);
       rank->add_option("--dataset", o->dataset, "dataset root (or COCO json)")->required();
       rank->add_option("--format", o->format, "voc | coco | folder")->capture_default_str();
       rank->add_option("--split", o->split, "VOC split; COCO: instances_<split>.json")
@@ -117,7 +136,10 @@ const bool registered = register_command({
       add_max_pixels_option(*rank, o->max_pixels);
       add_json_option(*rank, o->json, "the full ranking");
       add_runtime_options(*rank, o->runtime);
-      return [o]() { return run_rank(*o); };
+      return [o]() {
+        o->vocab = vocab_or_beside_model(o->vocab, o->model);
+        return run_rank(*o);
+      };
     }});
 
 }  // namespace
