@@ -146,6 +146,24 @@ TEST(ContactSheet, GroundTruthRowShowsErrorsInRed) {
   EXPECT_NE(errors.at<cv::Vec3b>(30, 70), cv::Vec3b(0, 0, 255));
 }
 
+TEST(ContactSheet, RegionsAreOutlinedSoDarkClassesShowOnDarkImages) {
+  // Issue 27: VOC class 8 (64,0,0) blended over a dark image was nearly invisible.
+  const int h = 64, w = 96;
+  const cv::Mat rgb(h, w, CV_8UC3, cv::Scalar(20, 20, 20));
+  cv::Mat mask(h, w, CV_8UC1, cv::Scalar(0));
+  mask(cv::Rect(20, 16, 40, 32)) = 8;
+  const cv::Mat sheet = make_contact_sheet(sheet_input(rgb, {}, {}, {}, mask, {"background"}));
+  const ContactSheetGeometry g = contact_sheet_geometry(h, w, 0, false, 2);
+  const cv::Mat tile = sheet(tile_rect(g, 0, 1));
+  ASSERT_EQ(tile.size(), mask.size());  // no scaling at this size: pixels line up
+  const cv::Vec3b white(255, 255, 255);
+  EXPECT_EQ(tile.at<cv::Vec3b>(30, 19), white);  // background pixel left of the cat
+  EXPECT_EQ(tile.at<cv::Vec3b>(15, 40), white);  // above it
+  EXPECT_EQ(tile.at<cv::Vec3b>(30, 59), white);  // the cat's last column
+  EXPECT_NE(tile.at<cv::Vec3b>(30, 40), white);  // inside: the blended colour
+  EXPECT_NE(tile.at<cv::Vec3b>(5, 5), white);    // far outside
+}
+
 TEST(ContactSheet, ImageIouIsTheMeanOverClassesInTruthOrPrediction) {
   // 4×4: truth = 8 pixels class 1 (left half), 8 background; the prediction
   // puts class 1 on the left 3 columns and class 2 on one pixel of the 4th.

@@ -92,6 +92,20 @@ void histogram_ids(const cv::Mat& ids, bool present[256]) {
     for (int x = 0; x < ids.cols; ++x) present[ids.at<uint8_t>(y, x)] = true;
 }
 
+// A white line where two classes meet: dark palette colours (VOC 8 "cat" is
+// (64,0,0)) blended over a dark image were nearly invisible (issue 27). Not
+// along ignore regions, which the hatching already shows.
+void outline_regions(cv::Mat& bgr, const cv::Mat& ids) {
+  for (int y = 0; y < ids.rows; ++y)
+    for (int x = 0; x < ids.cols; ++x) {
+      const int id = ids.at<uint8_t>(y, x);
+      if (id == kIgnore) continue;
+      const bool right = x + 1 < ids.cols && ids.at<uint8_t>(y, x + 1) != id && ids.at<uint8_t>(y, x + 1) != kIgnore;
+      const bool below = y + 1 < ids.rows && ids.at<uint8_t>(y + 1, x) != id && ids.at<uint8_t>(y + 1, x) != kIgnore;
+      if (right || below) bgr.at<cv::Vec3b>(y, x) = cv::Vec3b(255, 255, 255);
+    }
+}
+
 cv::Mat resized_ids(const cv::Mat& ids, const cv::Size& size) {
   if (ids.size() == size) return ids;
   cv::Mat out;
@@ -172,8 +186,10 @@ cv::Mat make_contact_sheet(const ContactSheetInput& in) {
     tile.copyTo(sheet(cv::Rect(x, y + kTitleHeight, g.tile_width, g.tile_height)));
   };
   auto blend_ids = [&](const cv::Mat& ids) {
+    const cv::Mat tile_ids = resized_ids(ids, tile_size);
     cv::Mat blended;
-    cv::addWeighted(tile_bgr, 0.4, colour_ids(resized_ids(ids, tile_size), in.palette), 0.6, 0, blended);
+    cv::addWeighted(tile_bgr, 0.4, colour_ids(tile_ids, in.palette), 0.6, 0, blended);
+    outline_regions(blended, tile_ids);
     return blended;
   };
 
