@@ -119,6 +119,49 @@ TEST(ResearchWorkflow, SeveralWordsCanMeanBackgroundInAFreeClassList) {
   EXPECT_EQ(run["config"]["class_set"]["background"], nlohmann::json::array({"grass", "sky"})) << run.dump(1);
 }
 
+TEST(ResearchWorkflow, SmallerFrictions) {
+  // Issue 27's smaller list, each as the researcher met it.
+  const ToyRun& t = toy_run();
+  const std::string dir = test::make_temp_dir("frictions");
+  const std::string models = test::source_dir() + "/models/";
+  std::string log;
+  // The toy class file's synonyms are label names too (moon = crescent).
+  ASSERT_EQ(test::run_command(t.bin + " -q generate --model " + models + "toy-clip.pt --vocab " + models +
+                                  "toy-vocab.txt.gz --classes toy --image " + t.dir +
+                                  "/val/JPEGImages/$(head -n 1 " + t.dir +
+                                  "/val/ImageSets/Segmentation/val.txt).png --labels moon,disc --out " + dir + "/syn",
+                              &log),
+            0)
+      << log;
+  // --list <(...) is a pipe: read once, accepted.
+  ASSERT_EQ(test::run_command("bash -c '" + t.generate.substr(0, t.generate.find(" --dataset ")) + " --dataset " +
+                                  t.dir + "/val --format voc --list <(head -n 2 " + t.dir +
+                                  "/val/ImageSets/Segmentation/val.txt) --out " + dir + "/fifo'",
+                              &log),
+            0)
+      << log;
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir + "/fifo/run.json"))["counts"]["complete"], 2) << log;
+  // prompts rank on a val-only set: ranks on val and says so (was: train.txt missing).
+  ASSERT_EQ(test::run_command(t.bin + " prompts rank --model " + models + "toy-clip.pt --vocab " + models +
+                                  "toy-vocab.txt.gz --classes toy --dataset " + t.dir + "/val --limit 3 --top 2",
+                              &log),
+            0)
+      << log;
+  EXPECT_NE(log.find("ranking on the val split"), std::string::npos) << log;
+  // The official vocabulary beside the model is found without --vocab; with
+  // none there, one line says where to get it.
+  fs::create_directories(dir + "/weights");
+  fs::copy_file(test::tiny_clip_path(), dir + "/weights/tiny.pt");
+  const std::string image = test::shared("fixtures/parity/coco6/images/000000010764.jpg");
+  const std::string classify = t.bin + " classify --model " + dir + "/weights/tiny.pt --image " + image +
+                               " --classes dog,person";
+  EXPECT_EQ(test::run_command(classify, &log), 2) << log;
+  EXPECT_NE(log.find("--vocab: give the BPE vocabulary, bpe_simple_vocab_16e6.txt.gz"), std::string::npos) << log;
+  fs::copy_file(test::vocab_path(), dir + "/weights/bpe_simple_vocab_16e6.txt.gz");
+  ASSERT_EQ(test::run_command(classify, &log), 0) << log;
+  EXPECT_NE(log.find("beside the model"), std::string::npos) << log;
+}
+
 size_t count_files(const std::string& dir) {
   size_t n = 0;
   std::error_code ec;
