@@ -19,6 +19,7 @@
 #include "clipes/io/image_decode.h"
 #include "clipes/io/indexed_png.h"
 #include "clipes/io/saved_cams.h"
+#include "clipes/methods/segment_classes.h"
 #include "clipes/text/class_config.h"
 #include "clipes/data/safe_path.h"
 #include "clipes/pipeline/run_record.h"
@@ -57,8 +58,48 @@ std::string find_image(const std::string& dir, const std::string& stem) {
   return found;
 }
 
+// A segment run's saved scores (issue 27 item 10: visualize ignored them):
+// for the classes the mask shows (by area, at most 4, background only when
+// alone), each class's score map scaled to its own min..max, and its region.
+// The scores are the method's raw channels (cosines, logits), whose range
+// differs by method, hence the per-map scaling, said in the title.
+void add_segment_scores(ContactSheetInput& sheet, const SegmentClasses& segment, const SavedScores& saved) {
+  std::vector<std::pair<int64_t, size_t>> area;  // pixels, row of saved.scores
+  for (size_t row = 0; row < saved.classes.size(); ++row) {
+    const int64_t c = saved.classes[row];
+    if (c >= segment.num_classes())
+      throw file_error(saved.keys_file, "class index " + std::to_string(c) + " outside the run's " +
+                                            std::to_string(segment.num_classes()) + " classes");
+    const int64_t n = cv::countNonZero(sheet.mask_ids == segment.mask_values[static_cast<size_t>(c)]);
+    if (n > 0) area.emplace_back(n, row);
+  }
+  std::stable_sort(area.begin(), area.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<size_t> rows;
+  for (const auto& [n, row] : area)
+    if (saved.classes[row] != segment.background) rows.push_back(row);
+  if (rows.size() > 4) rows.resize(4);
+  if (rows.empty() && !area.empty()) rows.push_back(area.front().second);
+  if (rows.empty()) return;
+  std::vector<at::Tensor> heat, region;
+  for (size_t row : rows) {
+    const at::Tensor s = saved.scores[static_cast<int64_t>(row)];
+    const at::Tensor lo = s.min(), span = (s.max() - lo).clamp_min(1e-12);
+    heat.push_back((s - lo) / span);
+    const int value = segment.mask_values[static_cast<size_t>(saved.classes[row])];
+    const cv::Mat in_class = sheet.mask_ids == value;  // 0/255
+    region.push_back(torch::from_blob(in_class.data, {in_class.rows, in_class.cols}, torch::kUInt8)
+                         .to(torch::kFloat32)
+                         .div(255.0));
+    sheet.label_names.push_back(segment.names[static_cast<size_t>(saved.classes[row])]);
+  }
+  sheet.cams = torch::stack(heat);
+  sheet.cam_title = "score (min-max)";
+  sheet.refined = torch::stack(region);
+  sheet.refined_title = "region";
+}
+
 std::string write_sheet(const Options& o, const ClassConfig& classes, const std::vector<std::string>& names_by_id,
-                        const GtSource* gt, const std::string& id) {
+                        const GtSource* gt, const std::string& id, const SegmentClasses* segment) {
   // Every id, from --ids or from the masks folder, names files under OUT:
   // the same check as dataset ids (no "..", separators, control characters).
   const std::string stem = safe_stem(id, "--ids");
@@ -82,6 +123,8 @@ std::string write_sheet(const Options& o, const ClassConfig& classes, const std:
     }
     sheet.cams = saved.cams;
     sheet.refined = saved.refined;
+  } else if (segment && saved_scores_exist(cams_dir, stem)) {
+    add_segment_scores(sheet, *segment, read_saved_scores(cams_dir, stem));
   }
   if (gt && !o.no_gt) {
     try {
@@ -184,6 +227,11 @@ int run_visualize(const Options& given) {
   const std::vector<std::string> names_by_id =
       classes.names_by_mask_value(ClassConfig::parse_label_ids(o.label_ids));
   const std::unique_ptr<GtSource> gt = open_ground_truth(o, record, classes);
+  // A segment run's saved scores are indexed by its segment classes (background first when there is one).
+  std::unique_ptr<SegmentClasses> segment;
+  if (record && record->command == "segment")
+    segment = std::make_unique<SegmentClasses>(
+        SegmentClasses::from_class_config(classes, ClassConfig::parse_label_ids(o.label_ids)));
 
   std::vector<std::string> stems = split_ids(o.ids);
   if (stems.empty()) {
@@ -200,7 +248,7 @@ int run_visualize(const Options& given) {
   size_t failed = 0;
   for (const auto& stem : stems) {
     try {
-      std::cout << printable(write_sheet(o, classes, names_by_id, gt.get(), stem)) << "\n";
+      std::cout << printable(write_sheet(o, classes, names_by_id, gt.get(), stem, segment.get())) << "\n";
     } catch (const std::exception& e) {  // one bad image does not stop the others
       spdlog::error("{}", printable(e.what()));
       ++failed;

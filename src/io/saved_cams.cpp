@@ -1,5 +1,7 @@
 #include "clipes/io/saved_cams.h"
 
+#include <algorithm>
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -71,6 +73,34 @@ SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem) 
                                            l.keys.filename().string());
   if (out.cams.defined() && out.cams.sizes() != out.refined.sizes())
     throw file_error(out.cam_file, "shape differs from " + l.refined.filename().string());
+  return out;
+}
+
+bool saved_scores_exist(const std::string& cams_dir, const std::string& stem) {
+  return is_file(fs::path(cams_dir) / (stem + "_scores.npy")) && is_file(fs::path(cams_dir) / (stem + "_keys.npy"));
+}
+
+SavedScores read_saved_scores(const std::string& cams_dir, const std::string& stem) {
+  SavedScores out;
+  out.scores_file = (fs::path(cams_dir) / (stem + "_scores.npy")).string();
+  out.keys_file = (fs::path(cams_dir) / (stem + "_keys.npy")).string();
+  const at::Tensor channels = read_npy(out.scores_file).to(torch::kFloat32);
+  const at::Tensor keys = read_npy(out.keys_file).to(torch::kLong).contiguous();
+  if (keys.dim() != 1) throw file_error(out.keys_file, "expected a one-dimensional array of class indices");
+  if (channels.dim() != 3 || channels.size(0) != keys.size(0))
+    throw file_error(out.scores_file, "expected " + std::to_string(keys.size(0)) + " score maps [S, h, w], one per "
+                                      "entry of " + fs::path(out.keys_file).filename().string());
+  if (keys.size(0) == 0) throw file_error(out.keys_file, "holds no channels");
+  const int64_t* key = keys.data_ptr<int64_t>();
+  out.classes.assign(key, key + keys.size(0));
+  std::sort(out.classes.begin(), out.classes.end());
+  out.classes.erase(std::unique(out.classes.begin(), out.classes.end()), out.classes.end());
+  std::vector<at::Tensor> per_class;
+  for (const int64_t c : out.classes) {
+    if (c < 0) throw file_error(out.keys_file, "class index " + std::to_string(c) + " is negative");
+    per_class.push_back(channels.index({keys.eq(c)}).amax(0));
+  }
+  out.scores = torch::stack(per_class);
   return out;
 }
 

@@ -4,7 +4,9 @@
 // the official generate_cams_*.py writes, so its folders are read as well).
 // Shared by `eval --cams` and `visualize`.
 #pragma once
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -27,5 +29,20 @@ std::string saved_cams_file(const std::string& cams_dir, const std::string& stem
 // Reads whichever layout is there (the three-array one first). Shapes are
 // checked: keys [K], CAMs [K, H, W]. Throws clipes::Error naming the file.
 SavedCams read_saved_cams(const std::string& cams_dir, const std::string& stem);
+
+// What `segment --save-cams` left (pipeline/segment.h): cams/<stem>_scores.npy,
+// the method's channels [S, h, w] at its scoring grid, and <stem>_keys.npy,
+// each channel's class index [S]. Read back per class: the max over the
+// class's channels, as the methods take it (segment-spec §4).
+struct SavedScores {
+  std::vector<int64_t> classes;  // distinct class indices, ascending
+  at::Tensor scores;             // float32 [classes.size(), h, w]
+  std::string scores_file, keys_file;
+};
+
+bool saved_scores_exist(const std::string& cams_dir, const std::string& stem);
+
+// Throws clipes::Error naming the file on a missing file or a shape mismatch.
+SavedScores read_saved_scores(const std::string& cams_dir, const std::string& stem);
 
 }  // namespace clipes
