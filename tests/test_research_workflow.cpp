@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "clipes/io/image_decode.h"
 #include "clipes/methods/segment_classes.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
@@ -160,6 +161,33 @@ TEST(ResearchWorkflow, SmallerFrictions) {
   fs::copy_file(test::vocab_path(), dir + "/weights/bpe_simple_vocab_16e6.txt.gz");
   ASSERT_EQ(test::run_command(classify, &log), 0) << log;
   EXPECT_NE(log.find("beside the model"), std::string::npos) << log;
+}
+
+TEST(ResearchWorkflow, VisualizeDrawsASegmentRunsSavedScores) {
+  // Issue 27 item 10: visualize ignored segment's cams/<stem>_scores.npy.
+  const ToyRun& t = toy_run();
+  const std::string dir = test::make_temp_dir("segment-scores");
+  const std::string models = test::source_dir() + "/models/";
+  std::string log;
+  ASSERT_EQ(test::run_command(t.bin + " -q segment --model " + models + "toy-clip.pt --vocab " + models +
+                                  "toy-vocab.txt.gz --classes toy --method maskclip --dataset " + t.dir +
+                                  "/val --format voc --split val --limit 2 --save-cams --out " + dir + "/run",
+                              &log),
+            0)
+      << log;
+  ASSERT_EQ(test::run_command(t.bin + " -q visualize --out " + dir + "/run --no-gt", &log), 0) << log;
+  std::vector<std::string> sheets;
+  for (const auto& e : fs::directory_iterator(dir + "/run/vis")) sheets.push_back(e.path().string());
+  ASSERT_EQ(sheets.size(), 2u);
+  std::sort(sheets.begin(), sheets.end());
+  const cv::Mat with_scores = decode_image_rgb(sheets[0]);
+  // The same sheet without the scores is mask-only, so shorter.
+  fs::remove_all(dir + "/run/cams");
+  fs::remove_all(dir + "/run/vis");
+  ASSERT_EQ(test::run_command(t.bin + " -q visualize --out " + dir + "/run --no-gt", &log), 0) << log;
+  const cv::Mat mask_only = decode_image_rgb(sheets[0]);
+  EXPECT_GT(with_scores.rows, mask_only.rows);
+  EXPECT_GT(with_scores.total(), mask_only.total());
 }
 
 size_t count_files(const std::string& dir) {
