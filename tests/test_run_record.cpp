@@ -46,6 +46,24 @@ TEST(RunRecord, ReadsTheFieldsTheReadersUseAndFallsBackToAShardRecord) {
   EXPECT_EQ(classes.classes[1].name, "dog");
 }
 
+TEST(RunRecord, LabelledDatasetIsAVocOrCocoInputWithItsSplit) {
+  const std::string dir = test::make_temp_dir("run-record-dataset");
+  auto dataset_of = [&](const std::string& input) {
+    write_file_atomic(dir + "/run.json", R"({"command": "generate", "input": )" + input + "}");
+    return RunRecord::read(dir)->labelled_dataset();
+  };
+  const auto voc = dataset_of(R"({"dataset": "/d/VOC2012", "format": "voc", "split": "val"})");
+  ASSERT_TRUE(voc.has_value());
+  EXPECT_EQ(voc->path, "/d/VOC2012");
+  EXPECT_EQ(voc->format, "voc");
+  EXPECT_EQ(voc->split, "val");
+  const auto coco = dataset_of(R"({"dataset": "/d/coco", "format": "coco", "split": 3})");
+  ASSERT_TRUE(coco.has_value());
+  EXPECT_EQ(coco->split, "");  // not a string: no split
+  EXPECT_FALSE(dataset_of(R"({"dataset": "/d/images", "format": "folder"})").has_value());
+  EXPECT_FALSE(dataset_of(R"({"image": "/d/x.jpg"})").has_value());
+}
+
 TEST(RunRecord, AFieldOfTheWrongTypeIsOneLineNamingTheFileAndTheField) {
   const std::string dir = test::make_temp_dir("run-record-bad");
   for (const auto& [text, field] : std::vector<std::pair<std::string, std::string>>{

@@ -37,11 +37,9 @@ struct ExportCli {
 int run_gt_png_export(const ExportCli& o, const std::optional<RunRecord>& record) {
   std::string gt_path = o.gt, split = o.split;
   if (gt_path.empty() && record) {
-    const nlohmann::json& input = record->input;
-    const std::string format = input.value("format", "");
-    if ((format == "coco" || format == "voc") && input.contains("dataset") && input["dataset"].is_string()) {
-      gt_path = input["dataset"].get<std::string>();
-      if (split.empty() && format == "voc") split = input.value("split", "");
+    if (const auto dataset = record->labelled_dataset()) {
+      gt_path = dataset->path;
+      if (split.empty() && dataset->format == "voc") split = dataset->split;
     }
   }
   if (gt_path.empty())
@@ -84,11 +82,11 @@ int run_export(const ExportCli& o) {
     // one, the file-name rule (2017 digits, 2014 COCO_<split>_<digits>).
     std::function<std::optional<int64_t>(const std::string&)> image_id_of = coco_image_id_from_stem;
     std::shared_ptr<CocoGroundTruth> coco;
-    const nlohmann::json& input = record->input;
-    if (input.value("format", "") == "coco" && input.contains("dataset") && input["dataset"].is_string()) {
+    const auto dataset = record->labelled_dataset();
+    if (dataset && dataset->format == "coco") {
       try {
-        coco = std::make_shared<CocoGroundTruth>(CocoGroundTruth::load(
-            find_coco_annotations(input["dataset"].get<std::string>(), input.value("split", ""))));
+        coco = std::make_shared<CocoGroundTruth>(
+            CocoGroundTruth::load(find_coco_annotations(dataset->path, dataset->split)));
         image_id_of = [coco](const std::string& stem) -> std::optional<int64_t> {
           const CocoImageInfo* image = coco->find_image_by_stem(stem);
           return image ? std::optional<int64_t>(image->id) : coco_image_id_from_stem(stem);

@@ -153,13 +153,12 @@ std::unique_ptr<GtSource> open_ground_truth(const Options& o, const std::optiona
   if (o.no_gt) return nullptr;
   std::string path = o.gt, split, format;
   if (path.empty() && record) {
-    const nlohmann::json& input = record->input;
-    format = input.value("format", "");
-    if (input.contains("dataset") && input["dataset"].is_string() && (format == "voc" || format == "coco")) {
-      path = input["dataset"].get<std::string>();
+    if (const auto dataset = record->labelled_dataset()) {
+      path = dataset->path;
+      format = dataset->format;
       // generate ignores --split for COCO unless given, and records its default
       // anyway; with one instances json beside the images no split is needed.
-      if (format == "voc" && input.contains("split") && input["split"].is_string()) split = input["split"].get<std::string>();
+      if (format == "voc") split = dataset->split;
     }
   }
   if (path.empty()) return nullptr;

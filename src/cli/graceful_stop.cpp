@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstring>
-
 #include "clipes/util/stop_request.h"
 
 namespace clipes::cli {

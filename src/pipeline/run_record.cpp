@@ -39,6 +39,15 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
 
 }  // namespace
 
+std::optional<RunRecord::LabelledDataset> RunRecord::labelled_dataset() const {
+  auto text = [&](const char* key) {
+    return input.contains(key) && input[key].is_string() ? input[key].get<std::string>() : std::string();
+  };
+  LabelledDataset d{text("dataset"), text("format"), text("split")};
+  if (d.path.empty() || (d.format != "voc" && d.format != "coco")) return std::nullopt;
+  return d;
+}
+
 ClassConfig RunRecord::class_set() const {
   if (!has_class_set) throw file_error(path, "records no class set");
   return ClassConfig::parse(class_set_text, path);

@@ -24,6 +24,15 @@ struct RunRecord {
   nlohmann::json input = nlohmann::json::object();  // the "input" block
   nlohmann::json config = nlohmann::json::object(); // the "config" block (settings as run)
 
+  // The dataset the run read when it is one with label maps (input.format
+  // voc or coco): its path, format and recorded split ("" when none). The
+  // one reading of "input" that visualize, export gt-png and export coco
+  // share; nullopt for --image runs and folders.
+  struct LabelledDataset {
+    std::string path, format, split;
+  };
+  std::optional<LabelledDataset> labelled_dataset() const;
+
   // The recorded class set; throws clipes::Error naming the file when the
   // record has none.
   ClassConfig class_set() const;
