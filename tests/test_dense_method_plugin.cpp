@@ -92,7 +92,7 @@ TEST(DenseMethodPlugin, AMethodDefinedInATestFileRunsThroughTheSegmentPipeline) 
     SegmentRunOptions options;
     options.batch.out_dir = test::make_temp_dir("dense-plugin") + "/out";
     options.save_scores = true;
-    const BatchSummary s = segment_images(segmenter, classes, {{"img", image, {}, ""}}, options);
+    const BatchSummary s = segment_images(segmenter, classes, {{"img", image, {}, ""}}, options).batch;
     ASSERT_EQ(s.failed, 0);
     ASSERT_EQ(s.processed, 1);
     const cv::Mat mask = read_label_png(options.batch.out_dir + "/masks/img.png");

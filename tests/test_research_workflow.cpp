@@ -4,10 +4,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
 #include "clipes/io/image_decode.h"
+#include "clipes/io/indexed_png.h"
 #include "clipes/methods/segment_classes.h"
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
@@ -188,6 +190,127 @@ TEST(ResearchWorkflow, VisualizeDrawsASegmentRunsSavedScores) {
   const cv::Mat mask_only = decode_image_rgb(sheets[0]);
   EXPECT_GT(with_scores.rows, mask_only.rows);
   EXPECT_GT(with_scores.total(), mask_only.total());
+}
+
+// eval --json's sweep entry for a setting, by its background kind and parameter.
+double sweep_miou(const nlohmann::json& report, const std::string& background, double parameter) {
+  for (const auto& s : report["sweep"])
+    if (s["background"] == background && std::abs(s["parameter"].get<double>() - parameter) < 1e-9)
+      return s["miou"].get<double>();
+  throw std::runtime_error("no sweep setting " + background + " " + std::to_string(parameter) + " in " +
+                           report.dump());
+}
+
+double masks_miou(const ToyRun& t, const std::string& run) {
+  std::string log;
+  if (test::run_command(t.bin + " -q eval --pred " + run + " --gt " + t.dir + "/val --split val --json -", &log) != 0)
+    throw std::runtime_error(log);
+  return nlohmann::json::parse(log)["miou"].get<double>();
+}
+
+TEST(ResearchWorkflow, EvalSweepsASegmentRunsSavedScoresAndSegmentAppliesTheThreshold) {
+  // Issue 27 item 10: eval --cams did not read segment's _scores.npy, segment
+  // had no --cam-format, and its run.json no stage timings.
+  const ToyRun& t = toy_run();
+  const std::string dir = test::make_temp_dir("segment-sweep");
+  const std::string models = test::source_dir() + "/models/";
+  const std::string segment = t.bin + " -q segment --model " + models + "toy-clip.pt --vocab " + models +
+                              "toy-vocab.txt.gz --classes toy --dataset " + t.dir + "/val --format voc --split val";
+  std::string log;
+  for (const char* method : {"maskclip", "naclip"}) {
+    SCOPED_TRACE(method);
+    const std::string run = dir + "/" + method;
+    ASSERT_EQ(test::run_command(segment + " --method " + method + " --save-cams --out " + run, &log), 0) << log;
+    const auto record = nlohmann::json::parse(read_file(run + "/run.json"));
+    EXPECT_EQ(record["config"]["scores_channels"],
+              std::string(method) == "naclip" ? "query_cosines" : "class_probabilities");
+    for (const char* stage : {"preprocess", "forward", "upsample_and_labels"})
+      EXPECT_TRUE(record["stage_ms_mean"][stage].is_number()) << stage;
+    EXPECT_GT(record["stage_ms_mean"]["forward"].get<double>(), 0.0);
+
+    ASSERT_EQ(test::run_command(t.bin + " -q eval --cams --pred " + run + " --gt " + t.dir +
+                                    "/val --split val --json -",
+                                &log),
+              0)
+        << log;
+    const auto sweep = nlohmann::json::parse(log);
+    ASSERT_EQ(sweep["sweep"].size(), 20u) << log;  // the background class, then 0.05 … 0.95
+    EXPECT_EQ(sweep["sweep"][0]["background"], "method");
+    EXPECT_EQ(sweep["cam_kind"], "probabilities");
+    // MaskCLIP's own decision is the argmax over every class: the "method"
+    // setting re-makes its masks from the float16 scores.
+    if (std::string(method) == "maskclip") EXPECT_NEAR(sweep_miou(sweep, "method", 0), masks_miou(t, run), 0.005);
+
+    // A threshold of the sweep, applied by segment, gives the sweep's score.
+    for (const double threshold : {0.3, 0.6}) {
+      const std::string thresholded = run + "-t" + std::to_string(static_cast<int>(threshold * 10));
+      ASSERT_EQ(test::run_command(segment + " --method " + method + " --bg-threshold " + std::to_string(threshold) +
+                                      " --out " + thresholded,
+                                  &log),
+                0)
+          << log;
+      EXPECT_NEAR(sweep_miou(sweep, "threshold", threshold), masks_miou(t, thresholded), 0.005) << threshold;
+    }
+    // The table's hint names what applies the best setting: segment's option, not generate's.
+    ASSERT_EQ(test::run_command(t.bin + " eval --cams --pred " + run + " --gt " + t.dir + "/val --split val", &log), 0)
+        << log;
+    EXPECT_TRUE(log.find("clipes segment ... --bg-threshold") != std::string::npos ||
+                log.find("the run's own") != std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("clipes generate"), std::string::npos) << log;
+    // The two settings differ, or the test would not tell them apart.
+    EXPECT_NE(sweep_miou(sweep, "threshold", 0.3), sweep_miou(sweep, "threshold", 0.6));
+  }
+
+  // --cam-format clip-es: the official dict, read by eval the same way.
+  const std::string official = dir + "/clip-es";
+  ASSERT_EQ(test::run_command(segment + " --method maskclip --cam-format clip-es --out " + official, &log), 0) << log;
+  EXPECT_FALSE(fs::exists(official + "/cams/" + fs::path(t.dir).filename().string() + "_scores.npy"));
+  size_t dicts = 0;
+  for (const auto& e : fs::directory_iterator(official + "/cams")) {
+    EXPECT_EQ(e.path().string().find("_scores"), std::string::npos) << e.path();
+    dicts += e.path().extension() == ".npy";
+  }
+  EXPECT_EQ(dicts, 6u);
+  ASSERT_EQ(test::run_command(t.bin + " -q eval --cams --pred " + official + " --gt " + t.dir +
+                                  "/val --split val --json -",
+                              &log),
+            0)
+      << log;
+  const auto dict_sweep = nlohmann::json::parse(log);
+  ASSERT_EQ(test::run_command(t.bin + " -q eval --cams --pred " + dir + "/maskclip --gt " + t.dir +
+                                  "/val --split val --json -",
+                              &log),
+            0)
+      << log;
+  const auto npy_sweep = nlohmann::json::parse(log);
+  for (const double threshold : {0.2, 0.5, 0.8})
+    EXPECT_NEAR(sweep_miou(dict_sweep, "threshold", threshold), sweep_miou(npy_sweep, "threshold", threshold), 0.005)
+        << threshold;
+}
+
+TEST(ResearchWorkflow, BgThresholdWithoutABackgroundClassWritesZero) {
+  const ToyRun& t = toy_run();
+  const std::string dir = test::make_temp_dir("segment-no-bg");
+  const std::string models = test::source_dir() + "/models/";
+  std::string log;
+  ASSERT_EQ(test::run_command(t.bin + " -q segment --model " + models + "toy-clip.pt --vocab " + models +
+                                  "toy-vocab.txt.gz --classes circle,square,star --method maskclip --dataset " +
+                                  t.dir + "/val --format voc --split val --limit 2 --bg-threshold 0.9 --out " + dir,
+                              &log),
+            0)
+      << log;
+  size_t zeros = 0, masks = 0;
+  for (const auto& e : fs::directory_iterator(dir + "/masks")) {
+    const cv::Mat mask = read_label_png(e.path().string());
+    zeros += static_cast<size_t>(cv::countNonZero(mask == 0));
+    double max_value = 0;
+    cv::minMaxLoc(mask, nullptr, &max_value);
+    EXPECT_LE(max_value, 3.0) << e.path();
+    ++masks;
+  }
+  EXPECT_EQ(masks, 2u);
+  EXPECT_GT(zeros, 0u);
 }
 
 size_t count_files(const std::string& dir) {

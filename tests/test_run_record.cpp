@@ -87,3 +87,28 @@ TEST(RunRecord, AFieldOfTheWrongTypeIsOneLineNamingTheFileAndTheField) {
 
 }  // namespace
 }  // namespace clipes
+
+namespace clipes {
+namespace {
+
+TEST(RunRecord, SegmentScoreRuleComesFromTheRecordOrTheMethodOfOlderRuns) {
+  const std::string dir = test::make_temp_dir("run-record-scores");
+  auto rule = [&](const std::string& config) {
+    write_file_atomic(dir + "/run.json", R"({"command": "segment", "config": )" + config + "}");
+    return RunRecord::read(dir)->segment_score_rule();
+  };
+  SavedScoreRule r = rule(R"({"logit_scale": 40, "scores_channels": "query_cosines"})");
+  EXPECT_TRUE(r.query_cosines);
+  EXPECT_DOUBLE_EQ(r.logit_scale, 40.0);
+  EXPECT_FALSE(rule(R"({"logit_scale": 100, "scores_channels": "class_probabilities"})").query_cosines);
+  // Runs recorded before scores_channels: NACLIP's channels were cosines.
+  EXPECT_TRUE(rule(R"({"logit_scale": 40, "method": "naclip"})").query_cosines);
+  EXPECT_FALSE(rule(R"({"logit_scale": 100, "method": "maskclip"})").query_cosines);
+  EXPECT_THROW(rule(R"({"method": "naclip"})"), Error);  // no scale: the scores cannot be read
+  EXPECT_THROW(rule(R"({"logit_scale": 40, "scores_channels": "logits"})"), Error);
+  write_file_atomic(dir + "/run.json", R"({"command": "generate", "config": {"logit_scale": 100}})");
+  EXPECT_THROW(RunRecord::read(dir)->segment_score_rule(), Error);
+}
+
+}  // namespace
+}  // namespace clipes

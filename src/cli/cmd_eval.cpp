@@ -14,6 +14,7 @@
 #include "clipes/eval/evaluate.h"
 #include "clipes/eval/tag_metrics.h"
 #include "clipes/pipeline/tag.h"
+#include "clipes/methods/segment_classes.h"
 #include "clipes/pipeline/run_record.h"
 #include "clipes/util/strings.h"
 #include "clipes/util/atomic_file.h"
@@ -180,7 +181,8 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))
           ->capture_default_str()
           ->each([o](const std::string&) { o->label_ids_given = true; });
-      sub.add_flag("--cams", o->cams, "evaluate saved CAMs (cams/<stem>_refined.npy + _keys.npy) with a background sweep");
+      sub.add_flag("--cams", o->cams, "evaluate saved CAMs (cams/<stem>_refined.npy + _keys.npy; a segment run's _scores.npy) with a "
+                   "background sweep");
       sub.add_option("--cam-kind", o->cam_kind, "which saved CAMs with --cams: refined (after CAA) or cam")
           ->check(CLI::IsMember({"refined", "cam"}))
           ->capture_default_str();
@@ -204,8 +206,10 @@ const bool registered = register_command({
         if (o->pred.empty()) throw Error("--pred is required (or --tags LABELS to score tags)");
         // Without --classes, the class set the run recorded (run.json), with
         // its label ids unless --label-ids says otherwise.
-        const std::optional<RunRecord> record = o->classes.empty() ? RunRecord::read(o->pred) : std::nullopt;
-        const bool from_run = record && record->has_class_set;
+        // The record also says whether --cams reads a segment run's scores.
+        const std::optional<RunRecord> record =
+            o->classes.empty() || o->cams ? RunRecord::read(o->pred) : std::nullopt;
+        const bool from_run = o->classes.empty() && record && record->has_class_set;
         const std::string label_ids = from_run && !o->label_ids_given ? record->label_ids : o->label_ids;
         const bool dataset_ids = label_ids == "coco" || label_ids == "dataset";
         GtSource gt = GtSource::open(o->gt, dataset_ids, split->count() ? o->split : "");
@@ -222,6 +226,12 @@ const bool registered = register_command({
         else if (o->classes == "coco") options.labels = coco_label_set(dataset_ids);
         else if (!o->classes.empty())  // the rule generate uses (ClassConfig::resolve_path)
           options.labels = read_label_set(ClassConfig::resolve_path(o->classes), dataset_ids);
+        if (o->cams && record && record->command == "segment") {
+          // Segment class index → mask value, as segment wrote the masks.
+          const SegmentClasses classes = SegmentClasses::from_class_config(
+              record->class_set(), ClassConfig::parse_label_ids(record->label_ids));
+          options.segment = SegmentScoreSource{record->segment_score_rule(), classes.mask_values, classes.background};
+        }
         gt.map_categories(options.labels);  // COCO ground truth numbered by the classes scored, by name
         warn_if_classes_differ_from_run(o->classes, o->pred, options.labels);
 

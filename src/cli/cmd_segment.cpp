@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <map>
 
+#include "clipes/io/mask_writer.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/segment.h"
 #include "clipes/methods/dense_method.h"
@@ -39,6 +40,8 @@ struct SegmentCli : BatchCli {
   std::vector<std::string> params;  // --set KEY=VALUE
   std::string templates = "imagenet80";
   std::string label_ids = "consecutive";
+  std::string cam_format = "npy";
+  double bg_threshold = -1;  // <0: the method's own background
   int resize_short = 0, window = 0, stride = 0;
   bool value_only = false, save_cams = false, vis = false;
 };
@@ -118,12 +121,15 @@ int run_segment(const SegmentCli& o) {
   config.window = o.window;
   config.stride = o.stride;
   config.max_tokens = o.max_tokens;
+  config.bg_threshold = o.bg_threshold;
   if ((o.window > 0) != (o.stride > 0)) throw Error("--window and --stride go together");
   if (o.window > 0 && o.stride > o.window) throw Error("--stride must not exceed --window (pixels would be skipped)");
   SegmentRunOptions options;
   options.batch = command.batch_options();
   options.decode.max_pixels = o.max_pixels;
-  options.save_scores = o.save_cams;
+  // --cam-format clip-es asks for saved maps in that layout: it implies --save-cams, as in generate.
+  options.cam_format = parse_cam_format(o.cam_format);
+  options.save_scores = o.save_cams || options.cam_format == CamFormat::ClipEs;
   options.vis = o.vis;
   (void)to_model_options(o.runtime);  // a bad --precision fails before any file is read
   const std::vector<ImageRecord> records = read_input_records(o.input, /*labels_required=*/false);
@@ -150,6 +156,9 @@ int run_segment(const SegmentCli& o) {
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
   // Only parameters moved off their defaults, so earlier OUT folders resume.
   if (!params.recorded.empty()) settings["method_params"] = params.recorded;
+  // Likewise only when given: both change the outputs.
+  if (o.bg_threshold >= 0) settings["bg_threshold"] = o.bg_threshold;
+  if (options.cam_format != CamFormat::Npy) settings["cam_format"] = o.cam_format;
   if (!command.check_settings(settings, records, options.batch,
                               [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; }))
     return 0;
@@ -165,11 +174,24 @@ int run_segment(const SegmentCli& o) {
                method.name, classes.num_classes(), classes.queries.size(), templates.size(),
                printable(o.out));
   ProgressBar bar("segment");
-  const BatchSummary s = segment_images(segmenter, classes, records, options, [&](const BatchProgress& p) { bar.update(p); });
+  const SegmentStats stats =
+      segment_images(segmenter, classes, records, options, [&](const BatchProgress& p) { bar.update(p); });
   bar.finish();
+  const BatchSummary& s = stats.batch;
 
+  // logit_scale and scores_channels: how eval --cams turns saved scores into
+  // class probabilities (io/saved_cams.h SavedScoreRule).
   nlohmann::json run = command.run_record(
-      settings, {{"logit_scale", segmenter.logit_scale()}, {"save_cams", o.save_cams}, {"vis", o.vis}}, records, s);
+      settings,
+      {{"logit_scale", segmenter.logit_scale()},
+       {"scores_channels", dense_method->channels_per_query() ? "query_cosines" : "class_probabilities"},
+       {"save_cams", options.save_scores},
+       {"vis", o.vis}},
+      records, s);
+  const double per_image = stats.images_computed ? 1.0 / stats.images_computed : 0.0;
+  run["stage_ms_mean"] = {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
+                          {"forward", stats.stage_ms_sum.forward_ms * per_image},
+                          {"upsample_and_labels", stats.stage_ms_sum.upsample_ms * per_image}};
   run["model"]["activation"] = to_string(model->config().activation);
   put_bytes(run["config"], "classes", o.classes);
   put_bytes(run["config"], "heads", heads);
@@ -208,6 +230,16 @@ const bool registered = register_command({
           ->check(CLI::IsMember({"consecutive", "dataset", "coco"}))
           ->capture_default_str();
       sub.add_flag("--save-cams", o->save_cams, "also write the method's scores (cams/<stem>_scores.npy, float16)");
+      sub.add_option("--cam-format", o->cam_format,
+                     "layout of --save-cams: npy (<stem>_scores/_keys.npy at the scoring grid) | clip-es (one "
+                     "pickled <stem>.npy dict of class probabilities, what the official eval_cam.py reads; "
+                     "implies --save-cams)")
+          ->check(CLI::IsMember({"npy", "clip-es"}))
+          ->capture_default_str();
+      sub.add_option("--bg-threshold", o->bg_threshold,
+                     "background where the best non-background class probability is <= c, c in [0, 1], instead "
+                     "of the method's own rule: the \"constant c\" that eval --cams reports")
+          ->check(CLI::Range(0.0, 1.0));
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg");
       add_batch_run_options(sub, *o);
       return [o]() {

@@ -95,11 +95,19 @@ std::string percent(double x) {
 std::string sweep_label(const SweepResult& s) {
   char buf[64];
   if (s.background == "alpha") std::snprintf(buf, sizeof buf, "(1-max)^%g", s.parameter);
+  else if (s.background == "method") std::snprintf(buf, sizeof buf, "background class");
   else std::snprintf(buf, sizeof buf, "constant %.2f", s.parameter);
   return buf;
 }
 
 }  // namespace
+
+std::string sweep_setting_name(const SweepResult& setting) {
+  if (setting.background == "method") return "method";
+  char label[64];
+  std::snprintf(label, sizeof label, setting.background == "alpha" ? "alpha=%g" : "threshold=%.2f", setting.parameter);
+  return label;
+}
 
 nlohmann::json eval_report_json(const EvalReport& report) {
   nlohmann::json j;
@@ -164,6 +172,7 @@ nlohmann::json eval_report_json(const EvalReport& report) {
     }
     j["sweep"] = sweep;
     j["best"] = report.best_setting;
+    j["cam_kind"] = report.cam_kind;
   }
   return j;
 }
@@ -205,12 +214,18 @@ std::string format_eval_report(const EvalReport& report) {
     for (const auto& s : report.sweep) {
       if (!s.best) continue;
       // Say how to get the best setting's masks: the sweep is only useful if
-      // generate can apply it. Unrefined CAMs are what generate makes with
-      // CAA off: without --no-caa the hint gave other masks (59.88 measured,
-      // 28.65 obtained; issue 27 item 1).
-      std::snprintf(line, sizeof line, "masks with this background: clipes generate ... %s %.2f%s\n",
-                    s.background == "threshold" ? "--bg-threshold" : "--bg-power", s.parameter,
-                    report.cam_kind == "cam" ? " --no-caa" : "");
+      // generate (or segment) can apply it. Unrefined CAMs are what generate
+      // makes with CAA off: without --no-caa the hint gave other masks (59.88
+      // measured, 28.65 obtained; issue 27 item 1).
+      if (report.cam_kind == "probabilities" && s.background == "method")
+        std::snprintf(line, sizeof line, "masks with this background: the run's own (eval --pred without --cams)\n");
+      else if (report.cam_kind == "probabilities")
+        std::snprintf(line, sizeof line, "masks with this background: clipes segment ... --bg-threshold %.2f\n",
+                      s.parameter);
+      else
+        std::snprintf(line, sizeof line, "masks with this background: clipes generate ... %s %.2f%s\n",
+                      s.background == "threshold" ? "--bg-threshold" : "--bg-power", s.parameter,
+                      report.cam_kind == "cam" ? " --no-caa" : "");
       out << line;
     }
     out << "\nper class, best setting (" << report.best_setting << "):\n";

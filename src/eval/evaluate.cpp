@@ -133,6 +133,73 @@ EvalReport evaluate_masks(const std::string& pred_dir, const GtSource& gt, const
   return report;
 }
 
+namespace {
+
+// One image's maps for the CAM sweep.
+struct SweepPlanes {
+  at::Tensor foreground;    // float32 [K, H, W], contiguous
+  std::vector<int> values;  // mask value of each row
+  at::Tensor background;    // float32 [H, W] (a segment run's background class), or undefined
+  bool half = false;        // the maps were float16: reproduce numpy's float16 arithmetic
+};
+
+// generate's CAMs (either layout), or a segment run's CLIP-ES dicts.
+SweepPlanes saved_cam_planes(const std::string& cams, const std::string& id, const cv::Mat& truth, const GtSource& gt,
+                             const ClassSetup& setup, const EvalOptions& options) {
+  SavedCams saved = read_saved_cams(cams, id);  // either layout, shapes checked
+  const bool unrefined = options.cam_suffix == "cam";
+  if (unrefined && !saved.cams.defined())
+    throw file_error(saved.refined_file, "holds no unrefined CAMs ('highres'; the official code saves only "
+                                         "'attn_highres'): evaluate the refined ones");
+  const std::string cam_file = unrefined ? saved.cam_file : saved.refined_file;
+  const at::Tensor cam = unrefined ? saved.cams : saved.refined;
+  const int64_t K = cam.size(0), H = cam.size(1), W = cam.size(2);
+  if (H != truth.rows || W != truth.cols)
+    throw file_error(cam_file, "CAMs are " + std::to_string(W) + "x" + std::to_string(H) + " but the ground truth " +
+                                   gt.describe(id) + " is " + std::to_string(truth.cols) + "x" +
+                                   std::to_string(truth.rows));
+  const at::Tensor keys = saved.keys.to(torch::kInt64).contiguous();
+  SweepPlanes planes;
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t key = keys.data_ptr<int64_t>()[k];
+    const int64_t classes = setup.labels.empty() ? 254 : static_cast<int64_t>(setup.labels.values.size());
+    if (key < 0 || key >= classes)
+      throw file_error(saved.keys_file, "class index " + std::to_string(key) + " is out of range");
+    planes.values.push_back(setup.labels.empty() ? static_cast<int>(key) + 1 : setup.labels.values[key]);
+  }
+  planes.half = cam.scalar_type() == torch::kHalf;
+  planes.foreground = cam.to(torch::kFloat32).contiguous();
+  return planes;
+}
+
+// A segment run's cams/<stem>_scores.npy as class probabilities at the ground
+// truth's size, split into foreground rows and the background class.
+SweepPlanes segment_score_planes(const std::string& cams, const std::string& id, const cv::Mat& truth,
+                                 const SegmentScoreSource& source) {
+  std::vector<int64_t> classes;
+  const at::Tensor probabilities =
+      saved_score_probabilities(cams, id, source.rule, truth.rows, truth.cols, classes);
+  SweepPlanes planes;
+  std::vector<int64_t> rows;
+  for (size_t r = 0; r < classes.size(); ++r) {
+    const int64_t c = classes[r];
+    if (c >= static_cast<int64_t>(source.mask_values.size()))
+      throw file_error((std::filesystem::path(cams) / (id + "_keys.npy")).string(),
+                       "class index " + std::to_string(c) + " is out of range: the run's class set has " +
+                           std::to_string(source.mask_values.size()) + " classes");
+    if (c == source.background) {
+      planes.background = probabilities[static_cast<int64_t>(r)].contiguous();
+    } else {
+      rows.push_back(static_cast<int64_t>(r));
+      planes.values.push_back(source.mask_values[static_cast<size_t>(c)]);
+    }
+  }
+  planes.foreground = probabilities.index_select(0, torch::tensor(rows, torch::kLong)).contiguous();
+  return planes;
+}
+
+}  // namespace
+
 EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const std::vector<std::string>& ids,
                          const EvalOptions& options) {
   const ClassSetup setup = class_setup(gt, options);
@@ -140,25 +207,38 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   if (!is_dir(cams)) throw file_error(pred_dir, "CAM folder does not exist");
   if (options.cam_suffix != "refined" && options.cam_suffix != "cam")
     throw Error("CAM kind must be refined or cam, not '" + options.cam_suffix + "'");
-
-  // The sweep: α ∈ {1, 2} for refined CAMs, α ∈ 1..10 for unrefined ones
-  // (eval_cam.py's lists for 'attn_highres' and 'highres'), then constant
-  // backgrounds 0.05 … 0.95.
-  std::vector<SweepResult> settings;
-  const int max_alpha = options.cam_suffix == "cam" ? 10 : 2;
-  for (int alpha = 1; alpha <= max_alpha; ++alpha) settings.push_back({"alpha", static_cast<double>(alpha), 0, false});
-  for (int i = 1; i <= 19; ++i) settings.push_back({"threshold", i / 20.0, 0, false});
-  const size_t num_settings = settings.size();
+  const bool segment = options.segment.has_value();
+  if (segment && options.cam_suffix == "cam")
+    throw Error(pred_dir + " is a segment run: its saved scores have no unrefined kind (evaluate them as refined)");
 
   EvalReport report = new_report("cams", pred_dir, gt, ids);
-  report.cam_kind = options.cam_suffix;
+  report.cam_kind = segment ? "probabilities" : options.cam_suffix;
   std::vector<std::string> present;
+  bool any_background_plane = false;
   for (const auto& id : ids) {
     gt.require(id);
-    if (saved_cams_exist(cams.string(), id)) present.push_back(id);
+    const bool scores = segment && saved_scores_exist(cams.string(), id);
+    any_background_plane |= scores && options.segment->background >= 0;
+    if (scores || saved_cams_exist(cams.string(), id)) present.push_back(id);
     else report.missing.push_back(id);
   }
   report.num_evaluated = present.size();
+
+  // The sweep: α ∈ {1, 2} for refined CAMs, α ∈ 1..10 for unrefined ones
+  // (eval_cam.py's lists for 'attn_highres' and 'highres'), then constant
+  // backgrounds 0.05 … 0.95. A segment run's probabilities: its own
+  // background class first (when saved), then the constants; (1 − max)^α is
+  // a CAM rule that no segment option applies.
+  std::vector<SweepResult> settings;
+  if (segment) {
+    if (any_background_plane) settings.push_back({"method", 0, 0, false});
+  } else {
+    const int max_alpha = options.cam_suffix == "cam" ? 10 : 2;
+    for (int alpha = 1; alpha <= max_alpha; ++alpha)
+      settings.push_back({"alpha", static_cast<double>(alpha), 0, false});
+  }
+  for (int i = 1; i <= 19; ++i) settings.push_back({"threshold", i / 20.0, 0, false});
+  const size_t num_settings = settings.size();
 
   const int threads = effective_threads(options.threads);
   std::vector<std::vector<double>> image_miou(present.size());  // [image][setting]
@@ -167,41 +247,27 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   parallel_for(present.size(), threads, [&](size_t i, int worker) {
     const std::string& id = present[i];
     const cv::Mat truth = gt.mask(id);
-    SavedCams saved = read_saved_cams(cams.string(), id);  // either layout, shapes checked
-    const bool unrefined = options.cam_suffix == "cam";
-    if (unrefined && !saved.cams.defined())
-      throw file_error(saved.refined_file, "holds no unrefined CAMs ('highres'; the official code saves only "
-                                           "'attn_highres'): evaluate the refined ones");
-    const std::string cam_file = unrefined ? saved.cam_file : saved.refined_file;
-    const std::string& keys_file = saved.keys_file;
-    const at::Tensor cam = unrefined ? saved.cams : saved.refined;
-    at::Tensor keys = saved.keys;
-    const int64_t K = cam.size(0), H = cam.size(1), W = cam.size(2);
-    if (H != truth.rows || W != truth.cols)
-      throw file_error(cam_file, "CAMs are " + std::to_string(W) + "x" + std::to_string(H) + " but the ground truth " +
-                                     gt.describe(id) + " is " + std::to_string(truth.cols) + "x" +
-                                     std::to_string(truth.rows));
-    keys = keys.to(torch::kInt64).contiguous();
-    std::vector<int> values(K);
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t key = keys.data_ptr<int64_t>()[k];
-      const int64_t classes = setup.labels.empty() ? 254 : static_cast<int64_t>(setup.labels.values.size());
-      if (key < 0 || key >= classes) throw file_error(keys_file, "class index " + std::to_string(key) + " is out of range");
-      values[k] = setup.labels.empty() ? static_cast<int>(key) + 1 : setup.labels.values[key];
-    }
+    const SweepPlanes planes = segment && saved_scores_exist(cams.string(), id)
+                                   ? segment_score_planes(cams.string(), id, truth, *options.segment)
+                                   : saved_cam_planes(cams.string(), id, truth, gt, setup, options);
     // The reference evaluates the float16 arrays it saved with numpy float16
     // arithmetic: 1 − max, the power and the padded constant are all rounded
     // to float16. Reproduce that rounding when the CAMs are float16.
-    const bool half = cam.scalar_type() == torch::kHalf;
+    const bool half = planes.half;
     auto round = [half](float x) { return half ? static_cast<float>(c10::Half(x)) : x; };
-    const at::Tensor cam32 = cam.to(torch::kFloat32).contiguous();
-    const float* data = cam32.data_ptr<float>();
+    const int64_t K = planes.foreground.size(0), H = truth.rows, W = truth.cols;
+    const float* data = planes.foreground.data_ptr<float>();
+    const float* background = planes.background.defined() ? planes.background.data_ptr<float>() : nullptr;
     const int64_t plane = H * W;
 
-    std::vector<float> thresholds;
-    for (const auto& s : settings)
-      if (s.background == "threshold") thresholds.push_back(round(static_cast<float>(s.parameter)));
-    const size_t alphas = num_settings - thresholds.size();
+    enum Kind { Threshold, Alpha, Method };
+    std::vector<float> parameter(num_settings);
+    std::vector<Kind> kind(num_settings, Threshold);
+    for (size_t s = 0; s < num_settings; ++s) {
+      parameter[s] = round(static_cast<float>(settings[s].parameter));
+      if (settings[s].background == "alpha") kind[s] = Alpha;
+      if (settings[s].background == "method") kind[s] = Method;
+    }
     std::vector<cv::Mat> predictions(num_settings);
     for (auto& p : predictions) p.create(static_cast<int>(H), static_cast<int>(W), CV_8UC1);
     for (int64_t y = 0; y < H; ++y) {
@@ -216,18 +282,18 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
             best_k = static_cast<int>(k);
           }
         }
-        const int fg = best_k < 0 ? 0 : values[best_k];
+        const int fg = best_k < 0 ? 0 : planes.values[static_cast<size_t>(best_k)];
         // Background wins ties (it is index 0 of the argmax); no labels → background.
         // numpy's float16 power is the float32 one rounded (α = 2: x·x rounded).
         const float bg1 = round(1.0f - best);
-        for (size_t a = 0; a < alphas; ++a) {
-          const float bg = a == 0 ? bg1 : round(std::pow(bg1, static_cast<float>(a + 1)));
-          predictions[a].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
+        for (size_t s = 0; s < num_settings; ++s) {
+          float bg = parameter[s];  // Threshold
+          if (kind[s] == Alpha) bg = parameter[s] == 1 ? bg1 : round(std::pow(bg1, parameter[s]));
+          // Method on an image saved without a background class: never background.
+          else if (kind[s] == Method) bg = background ? background[offset] : -INFINITY;
+          predictions[s].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
               static_cast<uint8_t>(best_k < 0 || bg >= best ? 0 : fg);
         }
-        for (size_t t = 0; t < thresholds.size(); ++t)
-          predictions[alphas + t].at<uint8_t>(static_cast<int>(y), static_cast<int>(x)) =
-              static_cast<uint8_t>(best_k < 0 || thresholds[t] >= best ? 0 : fg);
       }
     }
     image_miou[i].resize(num_settings);
@@ -251,10 +317,7 @@ EvalReport evaluate_cams(const std::string& pred_dir, const GtSource& gt, const 
   settings[best].best = true;
   for (size_t i = 0; i < present.size(); ++i) report.per_image.push_back({present[i], image_miou[i][best], {}});
   fill_scores(report, matrices[0][best], setup.names_by_value);
-  char label[64];
-  std::snprintf(label, sizeof label, settings[best].background == "alpha" ? "alpha=%g" : "threshold=%.2f",
-                settings[best].parameter);
-  report.best_setting = label;
+  report.best_setting = sweep_setting_name(settings[best]);
   report.sweep = std::move(settings);
   return report;
 }

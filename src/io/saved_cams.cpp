@@ -80,12 +80,15 @@ bool saved_scores_exist(const std::string& cams_dir, const std::string& stem) {
   return is_file(fs::path(cams_dir) / (stem + "_scores.npy")) && is_file(fs::path(cams_dir) / (stem + "_keys.npy"));
 }
 
-SavedScores read_saved_scores(const std::string& cams_dir, const std::string& stem) {
-  SavedScores out;
+namespace {
+
+// The two files, read and checked: channels float32 [S, h, w], keys int64 [S].
+void read_score_files(SavedScores& out, const std::string& cams_dir, const std::string& stem, at::Tensor& channels,
+                      at::Tensor& keys) {
   out.scores_file = (fs::path(cams_dir) / (stem + "_scores.npy")).string();
   out.keys_file = (fs::path(cams_dir) / (stem + "_keys.npy")).string();
-  const at::Tensor channels = read_npy(out.scores_file).to(torch::kFloat32);
-  const at::Tensor keys = read_npy(out.keys_file).to(torch::kLong).contiguous();
+  channels = read_npy(out.scores_file).to(torch::kFloat32);
+  keys = read_npy(out.keys_file).to(torch::kLong).contiguous();
   if (keys.dim() != 1) throw file_error(out.keys_file, "expected a one-dimensional array of class indices");
   if (channels.dim() != 3 || channels.size(0) != keys.size(0))
     throw file_error(out.scores_file, "expected " + std::to_string(keys.size(0)) + " score maps [S, h, w], one per "
@@ -95,13 +98,38 @@ SavedScores read_saved_scores(const std::string& cams_dir, const std::string& st
   out.classes.assign(key, key + keys.size(0));
   std::sort(out.classes.begin(), out.classes.end());
   out.classes.erase(std::unique(out.classes.begin(), out.classes.end()), out.classes.end());
+  if (out.classes.front() < 0)
+    throw file_error(out.keys_file, "class index " + std::to_string(out.classes.front()) + " is negative");
+}
+
+// [S, ...] → [classes, ...]: the max over each class's channels.
+at::Tensor per_class_max(const at::Tensor& channels, const at::Tensor& keys, const std::vector<int64_t>& classes) {
   std::vector<at::Tensor> per_class;
-  for (const int64_t c : out.classes) {
-    if (c < 0) throw file_error(out.keys_file, "class index " + std::to_string(c) + " is negative");
-    per_class.push_back(channels.index({keys.eq(c)}).amax(0));
-  }
-  out.scores = torch::stack(per_class);
+  for (const int64_t c : classes) per_class.push_back(channels.index({keys.eq(c)}).amax(0));
+  return torch::stack(per_class);
+}
+
+}  // namespace
+
+SavedScores read_saved_scores(const std::string& cams_dir, const std::string& stem) {
+  SavedScores out;
+  at::Tensor channels, keys;
+  read_score_files(out, cams_dir, stem, channels, keys);
+  out.scores = per_class_max(channels, keys, out.classes);
   return out;
+}
+
+at::Tensor saved_score_probabilities(const std::string& cams_dir, const std::string& stem, const SavedScoreRule& rule,
+                                     int64_t height, int64_t width, std::vector<int64_t>& classes) {
+  SavedScores files;
+  at::Tensor channels, keys;
+  read_score_files(files, cams_dir, stem, channels, keys);
+  const at::Tensor up =
+      at::upsample_bilinear2d(channels.unsqueeze(0), {height, width}, /*align_corners=*/false).squeeze(0);
+  at::Tensor probabilities = per_class_max(up, keys, files.classes);
+  if (rule.query_cosines) probabilities = at::softmax(probabilities * rule.logit_scale, 0);
+  classes = files.classes;
+  return probabilities;
 }
 
 }  // namespace clipes

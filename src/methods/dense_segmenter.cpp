@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <tuple>
 
 #include "clipes/io/pil_resize.h"
 #include "clipes/io/preprocess.h"
@@ -84,9 +86,19 @@ std::vector<std::pair<int, int>> window_spans(int size, int window, int stride) 
 
 }  // namespace
 
-SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
+SegmentTimings& SegmentTimings::operator+=(const SegmentTimings& o) {
+  preprocess_ms += o.preprocess_ms;
+  forward_ms += o.forward_ms;
+  upsample_ms += o.upsample_ms;
+  return *this;
+}
+
+SegmentResult DenseSegmenter::run(const cv::Mat& rgb, bool keep_probabilities) const {
+  using Clock = std::chrono::steady_clock;
   if (rgb.empty() || rgb.type() != CV_8UC3) throw Error("segment: expected an 8-bit RGB image");
   SegmentResult result;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
+  auto t = Clock::now();
   cv::Mat image = rgb;
   if (config_.resize_short > 0) {
     const double s = static_cast<double>(config_.resize_short) / std::min(rgb.rows, rgb.cols);
@@ -101,12 +113,19 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
     for (const auto& [y0, y1] : window_spans(image.rows, config_.window, config_.stride)) {
       for (const auto& [x0, x1] : window_spans(image.cols, config_.window, config_.stride)) {
         const cv::Mat crop = image(cv::Range(y0, y1), cv::Range(x0, x1)).clone();
-        const at::Tensor ch = score_patches(preprocess_to_patch_multiple(crop, model_.patch_size(), 0)).channels;
+        const at::Tensor input = preprocess_to_patch_multiple(crop, model_.patch_size(), 0);
+        result.timings.preprocess_ms += since(t);
+        t = Clock::now();
+        const at::Tensor ch = score_patches(input).channels;
+        result.timings.forward_ms += since(t);
+        t = Clock::now();
         const at::Tensor up =
             at::upsample_bilinear2d(ch.unsqueeze(0), {y1 - y0, x1 - x0}, /*align_corners=*/false).squeeze(0);
         if (!scores.defined()) scores = torch::zeros({up.size(0), image.rows, image.cols});
         scores.slice(1, y0, y1).slice(2, x0, x1).add_(up);
         count.slice(1, y0, y1).slice(2, x0, x1).add_(1.0);
+        result.timings.upsample_ms += since(t);
+        t = Clock::now();
       }
     }
     scores = scores / count;
@@ -114,7 +133,11 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
     const at::Tensor input = preprocess_to_patch_multiple(image, model_.patch_size(), config_.max_tokens);
     result.input_h = static_cast<int>(input.size(1));
     result.input_w = static_cast<int>(input.size(2));
+    result.timings.preprocess_ms += since(t);
+    t = Clock::now();
     scores = score_patches(input).channels;
+    result.timings.forward_ms += since(t);
+    t = Clock::now();
   }
   result.scores = scores;
 
@@ -126,6 +149,13 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
       at::upsample_bilinear2d(scores.unsqueeze(0), {hs, out_w}, /*align_corners=*/false).squeeze(0);  // [S, hs, W]
   result.class_index = cv::Mat(rgb.rows, rgb.cols, CV_32SC1);
   result.confidence = cv::Mat(rgb.rows, rgb.cols, CV_32FC1);
+  const int64_t num_classes = queries_->num_classes, background = queries_->background;
+  if (keep_probabilities) result.probabilities = torch::empty({num_classes, out_h, out_w});
+  // Foreground classes, for bg_threshold.
+  std::vector<int64_t> foreground;
+  for (int64_t c = 0; c < num_classes; ++c)
+    if (c != background) foreground.push_back(c);
+  const at::Tensor foreground_index = torch::tensor(foreground, torch::kLong);
   const int64_t band = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, s * out_w));
   const double scale = static_cast<double>(hs) / static_cast<double>(out_h);
   for (int64_t y0 = 0; y0 < out_h; y0 += band) {
@@ -142,12 +172,28 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb) const {
     const at::Tensor wb = torch::tensor(weight).view({1, rows, 1});
     const at::Tensor band_channels = columns.index_select(1, torch::tensor(top)) * (1 - wb) +
                                      columns.index_select(1, torch::tensor(bottom)) * wb;
-    const auto [value, index] = class_probabilities(band_channels).max(0);  // [rows, W]
+    const at::Tensor probs = class_probabilities(band_channels);  // [C, rows, W]
+    if (keep_probabilities) result.probabilities.slice(1, y0, y0 + rows).copy_(probs);
+    at::Tensor value, index;
+    if (config_.bg_threshold >= 0 && !foreground.empty()) {
+      // The constant background of eval's sweep on saved scores: the best
+      // foreground class, unless its probability is <= the threshold (ties go
+      // to background there too); the method's own background decision is
+      // replaced, as eval replaces it.
+      const auto [best, best_index] = probs.index_select(0, foreground_index).max(0);
+      const at::Tensor is_background = best <= config_.bg_threshold;
+      index = at::where(is_background, at::full_like(best_index, background >= 0 ? background : num_classes),
+                        foreground_index.index({best_index}));
+      value = at::where(is_background, 1 - best, best);
+    } else {
+      std::tie(value, index) = probs.max(0);  // [rows, W]
+    }
     const at::Tensor v = value.clamp(0.0, 1.0).to(torch::kFloat).contiguous();
     const at::Tensor i = index.to(torch::kInt).contiguous();
     std::memcpy(result.confidence.ptr<float>(static_cast<int>(y0)), v.data_ptr<float>(), sizeof(float) * rows * out_w);
     std::memcpy(result.class_index.ptr<int>(static_cast<int>(y0)), i.data_ptr<int>(), sizeof(int) * rows * out_w);
   }
+  result.timings.upsample_ms += since(t);
   return result;
 }
 

@@ -53,6 +53,19 @@ ClassConfig RunRecord::class_set() const {
   return ClassConfig::parse(class_set_text, path);
 }
 
+SavedScoreRule RunRecord::segment_score_rule() const {
+  if (command != "segment") throw file_error(path, "is not the record of a segment run");
+  if (!config.contains("logit_scale") || !config["logit_scale"].is_number())
+    throw file_error(path, "config.logit_scale is missing or not a number (needed to read the saved scores)");
+  SavedScoreRule rule;
+  rule.logit_scale = config["logit_scale"].get<double>();
+  const std::string channels = string_field(config, "scores_channels", "", path, "config.");
+  if (channels.empty()) rule.query_cosines = string_field(config, "method", "", path, "config.") == "naclip";
+  else if (channels == "query_cosines" || channels == "class_probabilities") rule.query_cosines = channels == "query_cosines";
+  else throw file_error(path, "config.scores_channels is '" + channels + "', not query_cosines or class_probabilities");
+  return rule;
+}
+
 std::optional<RunRecord> RunRecord::read(const std::string& out_dir) {
   RunRecord r;
   r.path = record_path(out_dir);

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 
 #include "clipes/cam/mask_from_cams.h"
+#include "clipes/io/clip_es_cams.h"
 #include "clipes/io/contact_sheet.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/io/npy.h"
@@ -18,8 +20,9 @@ namespace clipes {
 namespace {
 
 // The sheet's rows: up to four classes, largest area first, background last.
+// Index num_classes (background by --bg-threshold in a set without one) is never shown.
 std::vector<int> classes_to_show(const cv::Mat& labels, int num_classes, int background) {
-  std::vector<int64_t> area(static_cast<size_t>(num_classes), 0);
+  std::vector<int64_t> area(static_cast<size_t>(num_classes) + 1, 0);
   for (int y = 0; y < labels.rows; ++y) {
     const int* row = labels.ptr<int>(y);
     for (int x = 0; x < labels.cols; ++x) ++area[static_cast<size_t>(row[x])];
@@ -39,26 +42,60 @@ std::vector<int> classes_to_show(const cv::Mat& labels, int num_classes, int bac
 SegmentPaths SegmentPaths::for_stem(const std::string& out_dir, const std::string& stem) {
   const MaskOutputPaths m = MaskOutputPaths::for_stem(out_dir, stem);
   const std::filesystem::path out(out_dir);
-  return {m.mask, m.confidence, (out / "cams" / (stem + "_scores.npy")).string(), m.keys,
+  return {m.mask, m.confidence, (out / "cams" / (stem + "_scores.npy")).string(), m.keys, m.clip_es,
           (out / "vis" / (stem + ".jpg")).string()};
 }
 
-BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasses& classes,
+namespace {
+
+// The CLIP-ES dict's maps: the foreground classes that win the foreground
+// argmax at some pixel (every setting of a constant or (1 − max)^α
+// background labels a pixel with that class or background, so no other map
+// can change a label; 80 COCO maps of a 640×480 image would be 49 MB).
+// keys: the class's index in the class file (segment index − 1 when the set
+// has a background class at 0).
+std::pair<at::Tensor, at::Tensor> clip_es_maps(const at::Tensor& probabilities, int background) {
+  std::vector<int64_t> foreground;
+  for (int64_t c = 0; c < probabilities.size(0); ++c)
+    if (c != background) foreground.push_back(c);
+  const at::Tensor fg = probabilities.index_select(0, torch::tensor(foreground, torch::kLong));
+  const at::Tensor winners = std::get<1>(fg.max(0)).flatten().bincount({}, static_cast<int64_t>(foreground.size()));
+  std::vector<int64_t> rows, keys;
+  for (int64_t r = 0; r < static_cast<int64_t>(foreground.size()); ++r)
+    if (winners[r].item<int64_t>() > 0) {
+      rows.push_back(r);
+      keys.push_back(foreground[static_cast<size_t>(r)] - (background >= 0 ? 1 : 0));
+    }
+  return {torch::tensor(keys, torch::kLong), fg.index_select(0, torch::tensor(rows, torch::kLong))};
+}
+
+}  // namespace
+
+SegmentStats segment_images(const DenseSegmenter& segmenter, const SegmentClasses& classes,
                             const std::vector<ImageRecord>& records, const SegmentRunOptions& options,
                             const std::function<void(const BatchProgress&)>& progress) {
   const std::vector<int64_t> channel_classes = segmenter.channel_classes();
+  const bool clip_es = options.save_scores && options.cam_format == CamFormat::ClipEs;
+  SegmentStats stats;
+  std::mutex stats_mutex;
   ImageBatchSpec spec;
   spec.output_files = [&](const std::string& id) {
     const SegmentPaths p = SegmentPaths::for_stem(options.batch.out_dir, id);
-    return std::vector<std::string>{p.mask, p.confidence, p.scores, p.keys, p.vis};
+    return std::vector<std::string>{p.mask, p.confidence, p.scores, p.keys, p.clip_es, p.vis};
   };
   spec.is_complete = [&](const std::string& id) {
     const SegmentPaths p = SegmentPaths::for_stem(options.batch.out_dir, id);
     if (!is_file(p.mask) || !is_file(p.confidence)) return false;
+    if (clip_es) return is_file(p.clip_es);
     return !options.save_scores || (is_file(p.scores) && is_file(p.keys));
   };
   spec.compute = [&](const ImageRecord& record, const cv::Mat& rgb) -> std::function<void()> {
-    auto result = std::make_shared<SegmentResult>(segmenter.run(rgb));
+    auto result = std::make_shared<SegmentResult>(segmenter.run(rgb, /*keep_probabilities=*/clip_es));
+    {
+      std::lock_guard<std::mutex> lock(stats_mutex);
+      stats.stage_ms_sum += result->timings;
+      ++stats.images_computed;
+    }
     // Non-finite scores (e.g. a zero projection) would become a mask of
     // whatever class wins a NaN comparison: a failure instead.
     if (!at::isfinite(result->scores).all().item<bool>())
@@ -66,9 +103,11 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
                                       "not finite for this image)");
     auto mask = std::make_shared<PseudoMask>();
     // Class index → mask value through a 256-entry table.
+    // Index num_classes: background by --bg-threshold in a set without one, 0.
     cv::Mat lut(1, 256, CV_8UC1, cv::Scalar(255));
     for (int c = 0; c < classes.num_classes(); ++c)
       lut.at<uchar>(0, c) = static_cast<uchar>(classes.mask_values[static_cast<size_t>(c)]);
+    if (classes.num_classes() < 256) lut.at<uchar>(0, classes.num_classes()) = 0;
     cv::Mat index_u8;
     result->class_index.convertTo(index_u8, CV_8UC1);
     cv::LUT(index_u8, lut, mask->labels);
@@ -89,13 +128,18 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
       sheet_regions = torch::stack(r);
     }
     const SegmentPaths paths = SegmentPaths::for_stem(options.batch.out_dir, record.id);
-    at::Tensor scores = options.save_scores ? result->scores : at::Tensor();
+    at::Tensor scores = options.save_scores && !clip_es ? result->scores : at::Tensor();
+    at::Tensor clip_es_keys, clip_es_maps_;
+    if (clip_es) std::tie(clip_es_keys, clip_es_maps_) = clip_es_maps(result->probabilities, classes.background);
     result.reset();
-    return [&options, &classes, &channel_classes, paths, mask, scores, sheet_probs, sheet_regions, sheet_names,
-            rgb = options.vis ? rgb : cv::Mat()]() {
+    return [&options, &classes, &channel_classes, clip_es, paths, mask, scores, clip_es_keys, clip_es_maps_,
+            sheet_probs, sheet_regions, sheet_names, rgb = options.vis ? rgb : cv::Mat()]() {
       std::vector<std::string> written;
       try {
-        if (options.save_scores) {
+        if (clip_es) {
+          write_clip_es_cams(paths.clip_es, clip_es_keys, clip_es_maps_, at::Tensor());
+          written.push_back(paths.clip_es);
+        } else if (options.save_scores) {
           write_npy(paths.scores, scores.to(torch::kHalf).contiguous());
           written.push_back(paths.scores);
           write_npy(paths.keys, torch::tensor(channel_classes, torch::kLong));
@@ -123,7 +167,8 @@ BatchSummary segment_images(const DenseSegmenter& segmenter, const SegmentClasse
       }
     };
   };
-  return run_image_batch(records, options.batch, options.decode, spec, progress);
+  stats.batch = run_image_batch(records, options.batch, options.decode, spec, progress);
+  return stats;
 }
 
 }  // namespace clipes

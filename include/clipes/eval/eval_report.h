@@ -22,7 +22,9 @@ struct ClassScore {
 
 // One background setting of the CAM sweep (spec §8).
 struct SweepResult {
-  std::string background;  // "alpha": bg = (1 − max)^α;  "threshold": bg = constant
+  // "alpha": bg = (1 − max)^α;  "threshold": bg = constant;  "method": a
+  // segment run's own background class (its probability as bg)
+  std::string background;
   double parameter = 0;
   double mean_iou = 0;
   bool best = false;
@@ -53,13 +55,17 @@ struct EvalReport {
   int classes_in_gt = 0;
   std::vector<ClassScore> classes;  // rows: named classes and any value met in GT or predictions
   std::vector<SweepResult> sweep;   // CAMs only; `classes` and the scores are the best setting's
-  std::string best_setting;         // CAMs only, e.g. "alpha=2"
-  std::string cam_kind;             // CAMs only: "refined" (CAA on) or "cam" (before CAA)
+  std::string best_setting;         // CAMs only, e.g. "alpha=2" (sweep_setting_name)
+  // CAMs only: "refined" (CAA on), "cam" (before CAA), or "probabilities" (a segment run's scores)
+  std::string cam_kind;
   std::vector<ImageScore> per_image;  // evaluated ids in order (CAMs: at the best setting)
   // The whole-set matrix, row = ground-truth value, column = predicted value,
   // for values 0..n−1 where n − 1 is the last named or met value.
   std::vector<std::vector<uint64_t>> confusion;
 };
+
+// "alpha=2", "threshold=0.35", "method": how report.best_setting names a setting.
+std::string sweep_setting_name(const SweepResult& setting);
 
 // `matrix` holds one image: its ImageScore (class_iou filled).
 ImageScore score_image(const std::string& id, const ConfusionMatrix& matrix);

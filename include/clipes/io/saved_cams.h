@@ -45,4 +45,24 @@ bool saved_scores_exist(const std::string& cams_dir, const std::string& stem);
 // Throws clipes::Error naming the file on a missing file or a shape mismatch.
 SavedScores read_saved_scores(const std::string& cams_dir, const std::string& stem);
 
+// How a segment run's channels become class probabilities (run.json's
+// config.scores_channels and logit_scale): the rule DenseSegmenter applies
+// after its upsampling, without the method's own background decision.
+struct SavedScoreRule {
+  // true: cosines per text query (NACLIP); the class probabilities are the
+  // softmax over classes of logit_scale · each class's best cosine (what
+  // softmax over the queries, max per class, renormalised comes to).
+  // false: the channels are class probabilities already (MaskCLIP, DINOiser).
+  bool query_cosines = false;
+  double logit_scale = 100.0;
+};
+
+// `stem`'s saved scores as float32 class probabilities [classes, height,
+// width]: every channel upsampled bilinearly (align_corners false, as the
+// segmenter does) to the image, the max over each class's channels, then the
+// rule. `classes` receives the class index of each row (ascending). Holds
+// S·height·width floats at once. Throws clipes::Error naming the file.
+at::Tensor saved_score_probabilities(const std::string& cams_dir, const std::string& stem, const SavedScoreRule& rule,
+                                     int64_t height, int64_t width, std::vector<int64_t>& classes);
+
 }  // namespace clipes

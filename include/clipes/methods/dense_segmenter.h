@@ -32,6 +32,11 @@ struct SegmentConfig {
   int resize_short = 0;                // >0: resize the short side to this first (ratio kept)
   int window = 0, stride = 0;          // >0: sliding window inference on the (resized) image
   int max_tokens = 2500;               // whole-image mode: cap on the patch grid (io/preprocess.h)
+  // >= 0: a pixel whose best non-background class probability is <= this is
+  // background (the background class, or index num_classes when the set has
+  // none, written as 0), with confidence 1 − that probability. The constant
+  // background `eval --cams` sweeps on saved scores; < 0: the method decides.
+  double bg_threshold = -1;
 };
 
 // One forward pass at the patch grid: what the fixtures hold.
@@ -43,11 +48,22 @@ struct PatchScores {
   at::Tensor channels;       // [S, h, w] what is upsampled (NACLIP: cosines per query; others: probabilities)
 };
 
+// Where the time of one image went (run.json's stage_ms_mean).
+struct SegmentTimings {
+  double preprocess_ms = 0;  // resize, crops, normalisation
+  double forward_ms = 0;     // the network and the method's head, every window
+  double upsample_ms = 0;    // windows merged, channels to the image, class rule, labels
+  SegmentTimings& operator+=(const SegmentTimings& o);
+};
+
 struct SegmentResult {
-  cv::Mat class_index;       // CV_32SC1 class index per pixel of the original image (not yet a mask value)
+  cv::Mat class_index;       // CV_32SC1 class index per pixel of the original image (not yet a mask
+                             // value); num_classes = background by bg_threshold in a set without one
   cv::Mat confidence;        // CV_32FC1 the winning class probability
   at::Tensor scores;         // [S, hs, ws] float32 CPU, the averaged channels before the final upsampling
+  at::Tensor probabilities;  // [C, H, W] float32 class probabilities at the image (only when asked for)
   int input_h = 0, input_w = 0;  // network input size (whole image) or resized image size (windows)
+  SegmentTimings timings;
 };
 
 class DenseSegmenter {
@@ -61,8 +77,9 @@ class DenseSegmenter {
 
   // input: [3, H, W] normalised, H and W multiples of the patch size.
   PatchScores score_patches(const at::Tensor& input) const;
-  // rgb: CV_8UC3 (R,G,B).
-  SegmentResult run(const cv::Mat& rgb) const;
+  // rgb: CV_8UC3 (R,G,B). keep_probabilities: also return the full-size
+  // class probabilities (C·H·W floats; the CLIP-ES CAM layout needs them).
+  SegmentResult run(const cv::Mat& rgb, bool keep_probabilities = false) const;
 
   const SegmentConfig& config() const { return config_; }
   const DenseMethod& method() const { return *method_; }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "clipes/io/saved_cams.h"
 #include "clipes/text/class_config.h"
 
 namespace clipes {
@@ -36,6 +37,12 @@ struct RunRecord {
   // The recorded class set; throws clipes::Error naming the file when the
   // record has none.
   ClassConfig class_set() const;
+
+  // A segment run's rule for its saved scores: config.logit_scale and
+  // config.scores_channels (runs made before that field: NACLIP's channels
+  // are cosines, the others' probabilities). Throws clipes::Error naming the
+  // file when the record is no segment run or lacks the scale.
+  SavedScoreRule segment_score_rule() const;
 
   // OUT's record (run.json, else the first run.shard-*.json), or nullopt when
   // there is none. Invalid JSON or a field of the wrong type is an error
