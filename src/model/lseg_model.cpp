@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -270,7 +271,16 @@ at::Tensor LsegModel::image_features(const at::Tensor& x) const {
 }
 
 at::Tensor LsegModel::forward(const at::Tensor& x, const at::Tensor& text_features) const {
-  return lseg_upsample_logits(lseg_logits_lowres(image_features(x), text_features));
+  const std::vector<at::Tensor> hooks = vit_hooks(x);
+  const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
+  const at::Tensor p1 = fuse(layer_rn(reassemble(hooks, gh, gw)))[0];
+  // head1 and the logits are per pixel: run them in slabs of rows so the
+  // C-channel feature map (118 MB at 480×480) is never whole in memory.
+  const int64_t h = p1.size(2), rows = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, p1.size(3)));
+  std::vector<at::Tensor> parts;
+  for (int64_t r0 = 0; r0 < h; r0 += rows)
+    parts.push_back(lseg_logits_lowres(head(p1.slice(2, r0, std::min(h, r0 + rows))), text_features));
+  return lseg_upsample_logits(at::cat(parts, 2));
 }
 
 at::Tensor lseg_logits_lowres(const at::Tensor& image_features, const at::Tensor& text_features) {
@@ -281,18 +291,28 @@ at::Tensor lseg_logits_lowres(const at::Tensor& image_features, const at::Tensor
                 w = image_features.size(3);
   // Pixel-major, both sides divided by their norm without epsilon (lseg-spec §6, §10 item 11);
   // torch 1.13's `x.norm(dim=-1)` is linalg.vector_norm(x, 2).
-  at::Tensor f = image_features.to(at::kFloat).permute({0, 2, 3, 1}).reshape({-1, C});
-  f = f / at::linalg_vector_norm(f, 2, {-1}, true);
+  const at::Tensor f_all = image_features.to(at::kFloat).permute({0, 2, 3, 1}).reshape({-1, C});
   at::Tensor t = text_features.to(at::kFloat);
   t = t / at::linalg_vector_norm(t, 2, {-1}, true);
+  const at::Tensor tt = t.t();
   // The fp16 step (lseg-spec §6): `logit_scale * f.half()` rounds f to fp16,
   // casts the scale to fp16 (14.2890625) and rounds the product to fp16. The
   // product of two fp16 values is exact in float32, so one rounding after the
   // float multiply is the fp16 multiply. The GEMM is float32, as on the CPU.
   const float scale_half = static_cast<float>(c10::Half(kLsegLogitScale));
-  f = (f.to(at::kHalf).to(at::kFloat) * scale_half).to(at::kHalf).to(at::kFloat);
-  const at::Tensor logits = at::matmul(f, t.t());
-  return logits.view({B, h, w, -1}).permute({0, 3, 1, 2}).contiguous();
+  // Every step is per pixel, so pixels go in slabs: at 480×480 the whole map
+  // is 118 MB per temporary, and six such temporaries per forward cost more in
+  // page faults than in arithmetic.
+  const int64_t n = f_all.size(0), K = t.size(0), slab = 8192;
+  at::Tensor logits = at::empty({n, K}, at::kFloat);
+  for (int64_t p0 = 0; p0 < n; p0 += slab) {
+    const int64_t p1 = std::min(n, p0 + slab);
+    at::Tensor f = f_all.slice(0, p0, p1);
+    f = f / at::linalg_vector_norm(f, 2, {-1}, true);
+    f = (f.to(at::kHalf).to(at::kFloat) * scale_half).to(at::kHalf).to(at::kFloat);
+    logits.slice(0, p0, p1).copy_(at::matmul(f, tt));
+  }
+  return logits.view({B, h, w, K}).permute({0, 3, 1, 2}).contiguous();
 }
 
 at::Tensor lseg_upsample_logits(const at::Tensor& logits_lowres) {
