@@ -332,14 +332,25 @@ TEST(LsegParity, SingleScaleLogitsAndArgmax) {
 // ---- multi-scale + flip (lseg-spec §7.2) --------------------------------------------------
 // README tolerances: scores |Δ| ≤ 1e-3 (12 forward outputs summed per pixel,
 // each carrying the fp16-boundary effect above), argmax ≥ 99.9 %.
-TEST(LsegMultiEval, ScoresAndArgmaxMatchTheOfficialEvaluator) {
+// Each image costs ~36 forwards at 480×480 (tens of seconds on two cores), so
+// the suite runs one image (the README's reference, 000000055299) and the other
+// two are a disabled test: --gtest_also_run_disabled_tests runs them.
+
+namespace {
+void check_multi_eval(const std::string& stem) {
   const at::Tensor text = tiny().encode_text(npy("tokens_a.npy"));
-  for (const std::string stem : {"000000005001", "000000020992", "000000055299"}) {
-    const at::Tensor x = lseg_normalize(decode_image_rgb(fx(stem + "_ms.png")));
-    const at::Tensor scores = lseg_multi_eval(tiny(), x, text);
-    expect_close(scores, npy_f("ms_scores_" + stem + "_a.npy"), 1e-3, 0, "ms_scores " + stem);
-    const double agree = argmax_agreement(scores, npy("ms_argmax_" + stem + "_a.npy"));
-    std::printf("  [lseg] ms argmax %s agreement %.6f\n", stem.c_str(), agree);
-    EXPECT_GE(agree, 0.999) << stem;
-  }
+  const at::Tensor x = lseg_normalize(decode_image_rgb(fx(stem + "_ms.png")));
+  const at::Tensor scores = lseg_multi_eval(tiny(), x, text);
+  expect_close(scores, npy_f("ms_scores_" + stem + "_a.npy"), 1e-3, 0, "ms_scores " + stem);
+  const double agree = argmax_agreement(scores, npy("ms_argmax_" + stem + "_a.npy"));
+  std::printf("  [lseg] ms argmax %s agreement %.6f\n", stem.c_str(), agree);
+  EXPECT_GE(agree, 0.999) << stem;
+}
+}  // namespace
+
+TEST(LsegMultiEval, ScoresAndArgmaxMatchTheOfficialEvaluator) { check_multi_eval("000000055299"); }
+
+TEST(LsegMultiEval, DISABLED_TheOtherTwoFixtureImages) {
+  check_multi_eval("000000005001");
+  check_multi_eval("000000020992");
 }
