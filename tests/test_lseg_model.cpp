@@ -189,6 +189,21 @@ TEST(LsegConfig, MissingOrMisShapedKeysNameTheFileAndTheKey) {
   EXPECT_NO_THROW(LsegConfig::infer(t, "lean.ckpt", tiny_settings()));
 }
 
+TEST(LsegConfig, ErrorsInsideTheClipTowerNameTheFileAndThePrefixedKey) {
+  TensorMap t = checkpoint();
+  t.erase("net.clip_pretrained.text_projection");
+  const std::string msg = error_of([&] { LsegConfig::infer(t, "noproj.ckpt", tiny_settings()); });
+  EXPECT_EQ(msg.rfind("noproj.ckpt", 0), 0u) << msg;
+  EXPECT_NE(msg.find("net.clip_pretrained."), std::string::npos) << msg;
+  EXPECT_NE(msg.find("text_projection"), std::string::npos) << msg;
+}
+
+TEST(LsegModel, LoadsTheLightningFileByPath) {
+  const LsegModel m = LsegModel::load(fx("lseg_tiny.ckpt"), tiny_settings());
+  EXPECT_NE(m.config().describe().find("width 32"), std::string::npos) << m.config().describe();
+  expect_features(m.encode_text(npy("tokens_b.npy")), npy_f("text_features_b.npy"), "text_features_b (load)");
+}
+
 TEST(LsegConfig, WhatTheShapesCannotTellIsCheckedNotGuessed) {
   // Tiny width 32 with the default head dim 64 gives no heads: an error, not a guess.
   std::string msg = error_of([&] { LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt"); });
