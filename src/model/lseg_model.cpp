@@ -1,0 +1,323 @@
+#include "clipes/model/lseg_model.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include "clipes/model/checkpoint.h"
+#include "clipes/model/clip_model.h"
+#include "clipes/util/error.h"
+
+namespace clipes {
+
+namespace {
+
+struct VitBlock {
+  at::Tensor norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+};
+struct Reassemble {
+  at::Tensor project_w, project_b, conv_w, conv_b, resample_w, resample_b;  // resample absent at level 3
+};
+struct BatchNorm {
+  at::Tensor weight, bias, mean, var;
+};
+struct ResidualConvUnit {
+  at::Tensor conv1, conv2;
+  BatchNorm bn1, bn2;
+};
+struct FusionBlock {
+  ResidualConvUnit rcu1, rcu2;  // rcu1 unused (and not loaded) in refinenet4
+  at::Tensor out_w, out_b;
+};
+
+// timm's LayerNorm eps (lseg-spec §2, §10 item 6).
+constexpr double kVitLnEps = 1e-6;
+// BatchNorm2d default eps (lseg-spec §4).
+constexpr double kBnEps = 1e-5;
+
+at::Tensor block_forward(const VitBlock& b, const at::Tensor& x, int64_t heads) {
+  // Pre-norm timm Block (lseg-spec §2 item 4). The attention follows timm
+  // 0.4.12's order: (q·kᵀ)·scale, softmax, ·v.
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2), hd = C / heads;
+  at::Tensor h = at::layer_norm(x, {C}, b.norm1_w, b.norm1_b, kVitLnEps);
+  const at::Tensor qkv = at::linear(h, b.qkv_w, b.qkv_b).reshape({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4});
+  const at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+  at::Tensor attn = at::matmul(q, k.transpose(-2, -1)) * std::pow(static_cast<double>(hd), -0.5);
+  attn = attn.softmax(-1);
+  h = at::matmul(attn, v).transpose(1, 2).reshape({B, N, C});
+  at::Tensor out = x + at::linear(h, b.proj_w, b.proj_b);
+  h = at::layer_norm(out, {C}, b.norm2_w, b.norm2_b, kVitLnEps);
+  h = at::linear(at::gelu(at::linear(h, b.fc1_w, b.fc1_b)), b.fc2_w, b.fc2_b);  // exact (erf) GELU
+  return out + h;
+}
+
+at::Tensor batch_norm_eval(const BatchNorm& bn, const at::Tensor& x) {
+  return at::batch_norm(x, bn.weight, bn.bias, bn.mean, bn.var, /*training=*/false, 0.1, kBnEps, false);
+}
+
+// ResidualConvUnit_custom with BatchNorm (lseg-spec §4); the ReLU is not in
+// place, so the skip adds the un-activated input.
+at::Tensor rcu_forward(const ResidualConvUnit& u, const at::Tensor& x) {
+  at::Tensor y = at::relu(x);
+  y = batch_norm_eval(u.bn1, at::conv2d(y, u.conv1, {}, 1, 1));
+  y = at::relu(y);
+  y = batch_norm_eval(u.bn2, at::conv2d(y, u.conv2, {}, 1, 1));
+  return y + x;
+}
+
+// Bilinear ×2 with align_corners=True: the fusion blocks' and the logits'
+// upsampling (lseg-spec §4, §10 item 7).
+at::Tensor upsample2_aligned(const at::Tensor& x) {
+  return at::upsample_bilinear2d(x, {2 * x.size(2), 2 * x.size(3)}, /*align_corners=*/true);
+}
+
+}  // namespace
+
+struct LsegModel::Weights {
+  at::Tensor cls_token, pos_embed, patch_w, patch_b;
+  std::vector<VitBlock> blocks;
+  std::array<Reassemble, 4> reassemble;
+  std::array<at::Tensor, 4> layer_rn;
+  std::array<FusionBlock, 4> fusion;
+  at::Tensor head_w, head_b;
+};
+
+LsegModel::LsegModel(const TensorMap& t, const std::string& path, const LsegSettings& settings)
+    : config_(LsegConfig::infer(t, path, settings)), path_(path), w_(std::make_unique<Weights>()) {
+  // infer() checked every key and shape below.
+  auto get = [&](const std::string& key) {
+    return t.at(std::string(kLsegPrefix) + key).to(at::kFloat).contiguous();
+  };
+  Weights& w = *w_;
+  const std::string vit = "pretrained.model.";
+  w.cls_token = get(vit + "cls_token");
+  w.pos_embed = get(vit + "pos_embed");
+  w.patch_w = get(vit + "patch_embed.proj.weight");
+  w.patch_b = get(vit + "patch_embed.proj.bias");
+  for (int i = 0; i <= config_.hooks.back(); ++i) {
+    const std::string k = vit + "blocks." + std::to_string(i) + ".";
+    w.blocks.push_back({get(k + "norm1.weight"), get(k + "norm1.bias"), get(k + "attn.qkv.weight"),
+                        get(k + "attn.qkv.bias"), get(k + "attn.proj.weight"), get(k + "attn.proj.bias"),
+                        get(k + "norm2.weight"), get(k + "norm2.bias"), get(k + "mlp.fc1.weight"),
+                        get(k + "mlp.fc1.bias"), get(k + "mlp.fc2.weight"), get(k + "mlp.fc2.bias")});
+  }
+  auto bn = [&](const std::string& k) {
+    return BatchNorm{get(k + "weight"), get(k + "bias"), get(k + "running_mean"), get(k + "running_var")};
+  };
+  auto rcu = [&](const std::string& k) {
+    return ResidualConvUnit{get(k + "conv1.weight"), get(k + "conv2.weight"), bn(k + "bn1."), bn(k + "bn2.")};
+  };
+  for (int k = 1; k <= 4; ++k) {
+    const size_t i = static_cast<size_t>(k - 1);
+    const std::string ap = "pretrained.act_postprocess" + std::to_string(k) + ".";
+    Reassemble& r = w.reassemble[i];
+    r.project_w = get(ap + "0.project.0.weight");
+    r.project_b = get(ap + "0.project.0.bias");
+    r.conv_w = get(ap + "3.weight");
+    r.conv_b = get(ap + "3.bias");
+    if (k != 3) {
+      r.resample_w = get(ap + "4.weight");
+      r.resample_b = get(ap + "4.bias");
+    }
+    w.layer_rn[i] = get("scratch.layer" + std::to_string(k) + "_rn.weight");
+    const std::string rn = "scratch.refinenet" + std::to_string(k) + ".";
+    FusionBlock& f = w.fusion[i];
+    if (k != 4) f.rcu1 = rcu(rn + "resConfUnit1.");
+    f.rcu2 = rcu(rn + "resConfUnit2.");
+    f.out_w = get(rn + "out_conv.weight");
+    f.out_b = get(rn + "out_conv.bias");
+  }
+  w.head_w = get("scratch.head1.weight");
+  w.head_b = get("scratch.head1.bias");
+
+  // The CLIP text tower (lseg-spec §5) through clipes' own CLIP, in float32.
+  // Its vision tower is built too (ClipModel has both) but never run; the
+  // reference engine avoids packing its weights for the fused CPU engine.
+  const std::string clip_prefix = std::string(kLsegPrefix) + "clip_pretrained.";
+  TensorMap clip;
+  for (auto it = t.lower_bound(clip_prefix); it != t.end() && it->first.compare(0, clip_prefix.size(), clip_prefix) == 0;
+       ++it)
+    clip[it->first.substr(clip_prefix.size())] = it->second;
+  ModelOptions options;
+  options.engine = EngineKind::Reference;
+  options.activation = Activation::QuickGelu;
+  clip_ = std::make_shared<ClipModel>(clip, config_.clip, options);
+}
+
+LsegModel LsegModel::load(const std::string& path, const LsegSettings& settings) {
+  return LsegModel(read_torch_save_tensors(path), path, settings);
+}
+
+LsegModel::~LsegModel() = default;
+LsegModel::LsegModel(LsegModel&&) noexcept = default;
+LsegModel& LsegModel::operator=(LsegModel&&) noexcept = default;
+
+at::Tensor LsegModel::encode_text(const at::Tensor& tokens) const {
+  torch::NoGradGuard no_grad;
+  return clip_->encode_text(tokens).to(at::kFloat);
+}
+
+std::vector<at::Tensor> LsegModel::vit_hooks(const at::Tensor& x_in) const {
+  torch::NoGradGuard no_grad;
+  const int64_t step = 2 * config_.patch_size;  // g_h, g_w must be even (lseg-spec §4 shapes)
+  if (x_in.dim() != 4 || x_in.size(1) != 3 || x_in.size(2) <= 0 || x_in.size(3) <= 0 || x_in.size(2) % step != 0 ||
+      x_in.size(3) % step != 0) {
+    std::string shape;
+    for (int64_t d : x_in.sizes()) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+    throw Error("LSeg input must be [B, 3, H, W] with H and W multiples of " + std::to_string(step) + ", got " + shape);
+  }
+  const at::Tensor x = x_in.to(at::kFloat);
+  const Weights& w = *w_;
+  const int64_t B = x.size(0), D = config_.vit_width, p = config_.patch_size;
+  const int64_t gh = x.size(2) / p, gw = x.size(3) / p, g0 = config_.pos_grid;
+
+  // Position table resized to the input grid (lseg-spec §2 item 1): cls row
+  // kept, the g0×g0 grid resized bilinearly with align_corners=False.
+  const at::Tensor pos_grid = w.pos_embed.slice(1, 1).reshape({1, g0, g0, D}).permute({0, 3, 1, 2});
+  const at::Tensor resized = at::upsample_bilinear2d(pos_grid, {gh, gw}, /*align_corners=*/false)
+                                 .permute({0, 2, 3, 1})
+                                 .reshape({1, gh * gw, D});
+  const at::Tensor pos = at::cat({w.pos_embed.slice(1, 0, 1), resized}, 1);
+
+  // Patch conv applied directly, tokens row-major, cls first (lseg-spec §2 items 2–3).
+  at::Tensor t = at::conv2d(x, w.patch_w, w.patch_b, {p, p}).flatten(2).transpose(1, 2);
+  t = at::cat({w.cls_token.expand({B, -1, -1}), t}, 1) + pos;
+
+  // Blocks up to the last hook; the final norm is discarded by the official
+  // code, so neither it nor later blocks run (lseg-spec §2 item 5).
+  std::vector<at::Tensor> out;
+  size_t next = 0;
+  for (int i = 0; i <= config_.hooks.back(); ++i) {
+    t = block_forward(w.blocks[static_cast<size_t>(i)], t, config_.vit_heads);
+    if (i == config_.hooks[next]) {
+      out.push_back(t);
+      ++next;
+    }
+  }
+  return out;
+}
+
+std::vector<at::Tensor> LsegModel::reassemble(const std::vector<at::Tensor>& hooks, int64_t gh, int64_t gw) const {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < 4; ++i) {
+    const Reassemble& r = w_->reassemble[i];
+    const at::Tensor& t = hooks.at(i);
+    const int64_t B = t.size(0), N = t.size(1) - 1, D = t.size(2);
+    // Readout "project": cat(patch tokens, cls), patch first (lseg-spec §3, §10 item 5).
+    const at::Tensor patches = t.slice(1, 1);
+    const at::Tensor cls = t.slice(1, 0, 1).expand({B, N, D});
+    at::Tensor y = at::gelu(at::linear(at::cat({patches, cls}, -1), r.project_w, r.project_b));
+    // Transpose, then unflatten to the current grid (lang-seg's own unflatten).
+    y = y.transpose(1, 2).reshape({B, D, gh, gw});
+    y = at::conv2d(y, r.conv_w, r.conv_b);
+    if (i == 0 || i == 1) {
+      const int64_t s = r.resample_w.size(2);  // kernel = stride: ×4, ×2
+      y = at::conv_transpose2d(y, r.resample_w, r.resample_b, {s, s});
+    } else if (i == 3) {
+      y = at::conv2d(y, r.resample_w, r.resample_b, {2, 2}, {1, 1});
+    }
+    out.push_back(y);
+  }
+  return out;
+}
+
+std::vector<at::Tensor> LsegModel::layer_rn(const std::vector<at::Tensor>& reassembled) const {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < 4; ++i) out.push_back(at::conv2d(reassembled.at(i), w_->layer_rn[i], {}, 1, 1));
+  return out;
+}
+
+std::vector<at::Tensor> LsegModel::fuse(const std::vector<at::Tensor>& l) const {
+  torch::NoGradGuard no_grad;
+  // p4 = RN4(l4); p3 = RN3(p4, l3); … (lseg-spec §4): add RCU1(skip), RCU2,
+  // upsample ×2, then the 1×1 out_conv.
+  std::vector<at::Tensor> paths(4);
+  at::Tensor prev;
+  for (int i = 3; i >= 0; --i) {
+    const FusionBlock& f = w_->fusion[static_cast<size_t>(i)];
+    at::Tensor y = i == 3 ? l.at(3) : prev + rcu_forward(f.rcu1, l.at(static_cast<size_t>(i)));
+    y = rcu_forward(f.rcu2, y);
+    y = at::conv2d(upsample2_aligned(y), f.out_w, f.out_b);
+    paths[static_cast<size_t>(i)] = y;
+    prev = y;
+  }
+  return paths;
+}
+
+at::Tensor LsegModel::head(const at::Tensor& path1) const {
+  torch::NoGradGuard no_grad;
+  return at::conv2d(path1, w_->head_w, w_->head_b);
+}
+
+LsegStages LsegModel::forward_stages(const at::Tensor& x) const {
+  LsegStages s;
+  s.hooks = vit_hooks(x);
+  const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
+  s.reassembled = reassemble(s.hooks, gh, gw);
+  s.layer_rn = layer_rn(s.reassembled);
+  s.paths = fuse(s.layer_rn);
+  s.image_features = head(s.paths[0]);
+  return s;
+}
+
+at::Tensor LsegModel::image_features(const at::Tensor& x) const {
+  const std::vector<at::Tensor> hooks = vit_hooks(x);
+  const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
+  return head(fuse(layer_rn(reassemble(hooks, gh, gw)))[0]);
+}
+
+at::Tensor LsegModel::forward(const at::Tensor& x, const at::Tensor& text_features) const {
+  const std::vector<at::Tensor> hooks = vit_hooks(x);
+  const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
+  const at::Tensor p1 = fuse(layer_rn(reassemble(hooks, gh, gw)))[0];
+  // head1 and the logits are per pixel: run them in slabs of rows so the
+  // C-channel feature map (118 MB at 480×480) is never whole in memory.
+  const int64_t h = p1.size(2), rows = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, p1.size(3)));
+  std::vector<at::Tensor> parts;
+  for (int64_t r0 = 0; r0 < h; r0 += rows)
+    parts.push_back(lseg_logits_lowres(head(p1.slice(2, r0, std::min(h, r0 + rows))), text_features));
+  return lseg_upsample_logits(at::cat(parts, 2));
+}
+
+at::Tensor lseg_logits_lowres(const at::Tensor& image_features, const at::Tensor& text_features) {
+  torch::NoGradGuard no_grad;
+  if (image_features.dim() != 4 || text_features.dim() != 2 || text_features.size(1) != image_features.size(1))
+    throw Error("LSeg logits need image features [B, C, h, w] and text features [K, C] of the same C");
+  const int64_t B = image_features.size(0), C = image_features.size(1), h = image_features.size(2),
+                w = image_features.size(3);
+  // Pixel-major, both sides divided by their norm without epsilon (lseg-spec §6, §10 item 11);
+  // torch 1.13's `x.norm(dim=-1)` is linalg.vector_norm(x, 2).
+  const at::Tensor f_all = image_features.to(at::kFloat).permute({0, 2, 3, 1}).reshape({-1, C});
+  at::Tensor t = text_features.to(at::kFloat);
+  t = t / at::linalg_vector_norm(t, 2, {-1}, true);
+  const at::Tensor tt = t.t();
+  // The fp16 step (lseg-spec §6): `logit_scale * f.half()` rounds f to fp16,
+  // casts the scale to fp16 (14.2890625) and rounds the product to fp16. The
+  // product of two fp16 values is exact in float32, so one rounding after the
+  // float multiply is the fp16 multiply. The GEMM is float32, as on the CPU.
+  const float scale_half = static_cast<float>(c10::Half(kLsegLogitScale));
+  // Every step is per pixel, so pixels go in slabs: at 480×480 the whole map
+  // is 118 MB per temporary, and six such temporaries per forward cost more in
+  // page faults than in arithmetic.
+  const int64_t n = f_all.size(0), K = t.size(0), slab = 8192;
+  at::Tensor logits = at::empty({n, K}, at::kFloat);
+  for (int64_t p0 = 0; p0 < n; p0 += slab) {
+    const int64_t p1 = std::min(n, p0 + slab);
+    at::Tensor f = f_all.slice(0, p0, p1);
+    f = f / at::linalg_vector_norm(f, 2, {-1}, true);
+    f = (f.to(at::kHalf).to(at::kFloat) * scale_half).to(at::kHalf).to(at::kFloat);
+    logits.slice(0, p0, p1).copy_(at::matmul(f, tt));
+  }
+  return logits.view({B, h, w, K}).permute({0, 3, 1, 2}).contiguous();
+}
+
+at::Tensor lseg_upsample_logits(const at::Tensor& logits_lowres) {
+  torch::NoGradGuard no_grad;
+  return upsample2_aligned(logits_lowres);
+}
+
+}  // namespace clipes
