@@ -20,7 +20,8 @@
 # Commands are run as written otherwise. Not run, with the reason printed:
 # synopses (`[...]`, `a|b` alternatives), the CUDA build, Slurm/Kubernetes jobs
 # and their paths (/data, /shared, /models), the long demo/test scripts,
-# CLIP-DINOiser's heads file (no real heads exist offline) and `export coco`
+# CLIP-DINOiser's heads file (no real heads exist offline), LSeg's released
+# checkpoints (tests/test_lseg_segment.cpp runs the tiny one) and `export coco`
 # (COCO-named images; the toy world is VOC-shaped).
 # Exit 0 when every example that runs succeeds; the log names each command.
 set -uo pipefail
@@ -78,6 +79,7 @@ why_not_run() {  # prints the reason a command is not run, or nothing
     *'--heads last.pt'*) echo "needs CLIP-DINOiser's heads file" ;;
     *'export coco OUT'*) echo "needs a COCO-named run; the toy world is VOC-shaped (tests/test_training_export.cpp covers it)" ;;
     *'--device cuda'*) echo "needs a GPU" ;;
+    *'--method lseg'*) echo "needs an LSeg checkpoint (the tiny fixture's head size needs --set vit_heads=2; tests/test_lseg_segment.cpp runs the command on it)" ;;
     *) ;;
   esac
 }

@@ -11,12 +11,15 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "clipes/io/mask_writer.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/pipeline/segment.h"
 #include "clipes/methods/dense_method.h"
 #include "clipes/methods/dense_segmenter.h"
+#include "clipes/methods/lseg_segmenter.h"
+#include "clipes/model/lseg_model.h"
 #include "clipes/methods/segment_classes.h"
 #include "clipes/text/bpe_tokenizer.h"
 #include "clipes/text/prompt_ranking.h"
@@ -44,7 +47,63 @@ struct SegmentCli : BatchCli {
   double bg_threshold = -1;  // <0: the method's own background
   int resize_short = 0, window = 0, stride = 0;
   bool value_only = false, save_cams = false, vis = false;
+  // LSeg only (its own network, methods/lseg_segmenter.h)
+  std::string scales = "1";
+  bool flip = false, single_forward = false;
 };
+
+// `--method lseg` is LSeg's own network, not a method on the CLIP trunk: it is
+// not in the dense-method registry, and its options are checked here.
+constexpr const char* kLseg = "lseg";
+
+struct LsegCli {
+  LsegSettings settings;
+  LsegSegmentOptions options;
+  nlohmann::json recorded = nlohmann::json::object();  // what enters settings.json
+};
+
+LsegCli lseg_options(const SegmentCli& o, CLI::App* app) {
+  for (const char* flag : {"--heads", "--value-only", "--window", "--stride", "--resize-short", "--templates"})
+    if (app->get_option_no_throw(flag) && app->get_option_no_throw(flag)->count() > 0)
+      throw Error(std::string(flag) + " is for the CLIP-trunk methods; LSeg reads its labels raw and runs its own "
+                                      "evaluator (--scales, --flip, --single-forward)");
+  if (o.runtime.device != "cpu" || o.runtime.precision != "fp32")
+    throw Error("--method lseg runs in fp32 on the CPU for now (--device cpu --precision fp32)");
+  LsegCli l;
+  for (const std::string& kv : o.params) {
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq), value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    if (key != "vit_heads" || value.empty())
+      throw Error("--set " + printable(kv) + ": lseg takes vit_heads=N (ViT attention heads; default width/64)");
+    try {
+      l.settings.vit_heads = std::stoi(value);
+    } catch (const std::exception&) {
+      throw Error("--set vit_heads=" + printable(value) + ": expected a whole number");
+    }
+    if (l.settings.vit_heads <= 0) throw Error("--set vit_heads must be positive");
+    l.recorded["vit_heads"] = l.settings.vit_heads;
+  }
+  l.options.single_forward = o.single_forward;
+  l.options.bg_threshold = o.bg_threshold;
+  l.options.evaluator.flip = o.flip;
+  l.options.evaluator.scales.clear();
+  for (const std::string& t : split_comma_list(o.scales)) {
+    double v = 0;
+    try {
+      size_t used = 0;
+      v = std::stod(t, &used);
+      if (used != t.size()) throw std::invalid_argument(t);
+    } catch (const std::exception&) {
+      throw Error("--scales " + printable(o.scales) + ": expected numbers such as 0.5,0.75,1,1.25,1.5,1.75");
+    }
+    if (!(v > 0 && v <= 8)) throw Error("--scales: each scale must be in (0, 8]");
+    l.options.evaluator.scales.push_back(v);
+  }
+  if (l.options.evaluator.scales.empty()) throw Error("--scales: give at least one scale");
+  if (o.single_forward && (o.flip || o.scales != "1"))
+    throw Error("--single-forward runs the network once on the image as it is: no --scales or --flip");
+  return l;
+}
 
 // The method's parameters: --set KEY=VALUE, plus the flags that spell two of
 // them (--heads FILE, --value-only), for the methods that declare them.
@@ -91,6 +150,9 @@ MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
 
 std::string method_help() {
   std::string help = "dense method:";
+  help += std::string("\n  ") + kLseg +
+          ": LSeg's own network from its checkpoint (--model demo_e200.ckpt; --scales, --flip, "
+          "--single-forward)\n      vit_heads  ViT attention heads (default width/64)";
   for (const DenseMethodInfo* m : dense_methods()) {
     help += "\n  " + m->name + ": " + m->summary;
     for (const auto& p : m->params)
@@ -106,16 +168,21 @@ ClassConfig resolve_segment_classes(const SegmentCli& o) {
   return o.background.empty() ? config : with_background_words(std::move(config), o.background);
 }
 
-int run_segment(const SegmentCli& o) {
+int run_segment(const SegmentCli& o, CLI::App* app) {
   BatchCommand command("segment", o);
 
   // Everything that can be checked without the model first.
   const ClassConfig class_config = resolve_segment_classes(o);
   const ClassConfig::LabelIds ids = ClassConfig::parse_label_ids(o.label_ids);
   const SegmentClasses classes = SegmentClasses::from_class_config(class_config, ids);
-  const std::vector<std::string> templates = resolve_templates(o.templates);
-  const DenseMethodInfo& method = find_dense_method(o.method);
-  const MethodParams params = method_params(o, method);
+  const bool lseg = o.method == kLseg;
+  const std::optional<LsegCli> lseg_cli = lseg ? std::optional<LsegCli>(lseg_options(o, app)) : std::nullopt;
+  if (!lseg && (o.flip || o.single_forward || o.scales != "1"))
+    throw Error("--scales, --flip and --single-forward are LSeg's evaluator (--method lseg)");
+  // LSeg reads each label raw (lseg-spec §5): no templates.
+  const std::vector<std::string> templates = lseg ? std::vector<std::string>{} : resolve_templates(o.templates);
+  const DenseMethodInfo& method = find_dense_method(lseg ? "maskclip" : o.method);  // lseg: only for the CLIP-side keys below
+  const MethodParams params = lseg ? MethodParams{} : method_params(o, method);
   SegmentConfig config;
   config.resize_short = o.resize_short;
   config.window = o.window;
@@ -139,14 +206,14 @@ int run_segment(const SegmentCli& o) {
   // The keys settings.json has always had for the heads file and MaskCLIP's
   // residual, whether they came from --heads/--value-only or --set.
   const std::string heads = params.all.count("heads") ? params.all.at("heads") : "";
-  const bool residual = params.all.count("residual")
-                            ? DenseMethodArgs(method.name, params.all, 0).flag("residual")
-                            : !o.value_only;
+  const bool residual = lseg                          ? false
+                        : params.all.count("residual") ? DenseMethodArgs(method.name, params.all, 0).flag("residual")
+                                                       : !o.value_only;
   nlohmann::json settings = command.common_settings();
   settings.update(nlohmann::json{{"command", "segment"},
                                  {"class_set", nlohmann::json::parse(class_config.to_json_text())},
                                  {"label_ids", o.label_ids},
-                                 {"method", method.name},
+                                 {"method", lseg ? std::string(kLseg) : method.name},
                                  {"heads_sha256", heads.empty() ? "" : sha256_file(heads)},
                                  {"templates", nlohmann::json::array()},
                                  {"maskclip_residual", residual},
@@ -156,6 +223,14 @@ int run_segment(const SegmentCli& o) {
   for (const auto& t : templates) settings["templates"].push_back(printable(t));
   // Only parameters moved off their defaults, so earlier OUT folders resume.
   if (!params.recorded.empty()) settings["method_params"] = params.recorded;
+  if (lseg) {
+    if (!lseg_cli->recorded.empty()) settings["method_params"] = lseg_cli->recorded;
+    settings["lseg"] = {{"single_forward", o.single_forward},
+                        {"scales", lseg_cli->options.evaluator.scales},
+                        {"flip", o.flip},
+                        {"base_size", lseg_cli->options.evaluator.base_size},
+                        {"crop_size", lseg_cli->options.evaluator.crop_size}};
+  }
   // Likewise only when given: both change the outputs.
   if (o.bg_threshold >= 0) settings["bg_threshold"] = o.bg_threshold;
   if (options.cam_format != CamFormat::Npy) settings["cam_format"] = o.cam_format;
@@ -163,19 +238,36 @@ int run_segment(const SegmentCli& o) {
                               [&](const std::string& id) { return SegmentPaths::for_stem(o.out, id).mask; }))
     return 0;
 
-  const auto model = command.load_model(tokenizer);
-  std::shared_ptr<const DenseMethod> dense_method =
-      create_dense_method(method.name, params.all, model->config().vision.width);
-  const at::Tensor queries = TextEncoder(*model, tokenizer).encode_classes(classes.queries, templates);
-  const DenseSegmenter segmenter(*model, dense_method, queries, classes.query_class, classes.num_classes(),
-                                 classes.background, config);
+  std::shared_ptr<ClipModel> model;
+  std::unique_ptr<LsegModel> lseg_model;
+  std::unique_ptr<ImageSegmenter> segmenter;
+  if (lseg) {
+    spdlog::info("loading {} (LSeg, fp32, cpu)", printable(o.model));
+    lseg_model = std::make_unique<LsegModel>(LsegModel::load(o.model, lseg_cli->settings));
+    std::vector<int64_t> ids;
+    for (const std::string& q : classes.queries) {
+      const std::vector<int64_t> t = tokenizer.encode_for_model(q, 77);
+      ids.insert(ids.end(), t.begin(), t.end());
+    }
+    const at::Tensor tokens =
+        torch::tensor(ids, torch::kLong).view({static_cast<int64_t>(classes.queries.size()), 77});
+    segmenter = std::make_unique<LsegSegmenter>(*lseg_model, lseg_model->encode_text(tokens), classes.query_class,
+                                                classes.num_classes(), classes.background, lseg_cli->options);
+  } else {
+    model = command.load_model(tokenizer);
+    std::shared_ptr<const DenseMethod> dense_method =
+        create_dense_method(method.name, params.all, model->config().vision.width);
+    const at::Tensor queries = TextEncoder(*model, tokenizer).encode_classes(classes.queries, templates);
+    segmenter = std::make_unique<DenseSegmenter>(*model, dense_method, queries, classes.query_class,
+                                                 classes.num_classes(), classes.background, config);
+  }
 
   spdlog::info("{} images listed; {} with {} classes ({} queries, {} templates); writing to {}", records.size(),
-               method.name, classes.num_classes(), classes.queries.size(), templates.size(),
+               lseg ? kLseg : method.name, classes.num_classes(), classes.queries.size(), templates.size(),
                printable(o.out));
   ProgressBar bar("segment");
   const SegmentStats stats =
-      segment_images(segmenter, classes, records, options, [&](const BatchProgress& p) { bar.update(p); });
+      segment_images(*segmenter, classes, records, options, [&](const BatchProgress& p) { bar.update(p); });
   bar.finish();
   const BatchSummary& s = stats.batch;
 
@@ -183,8 +275,8 @@ int run_segment(const SegmentCli& o) {
   // class probabilities (io/saved_cams.h SavedScoreRule).
   nlohmann::json run = command.run_record(
       settings,
-      {{"logit_scale", segmenter.logit_scale()},
-       {"scores_channels", dense_method->channels_per_query() ? "query_cosines" : "class_probabilities"},
+      {{"logit_scale", segmenter->logit_scale()},
+       {"scores_channels", segmenter->channels_per_query() ? "query_cosines" : "class_probabilities"},
        {"save_cams", options.save_scores},
        {"vis", o.vis}},
       records, s);
@@ -192,7 +284,7 @@ int run_segment(const SegmentCli& o) {
   run["stage_ms_mean"] = {{"preprocess", stats.stage_ms_sum.preprocess_ms * per_image},
                           {"forward", stats.stage_ms_sum.forward_ms * per_image},
                           {"upsample_and_labels", stats.stage_ms_sum.upsample_ms * per_image}};
-  run["model"]["activation"] = to_string(model->config().activation);
+  if (model) run["model"]["activation"] = to_string(model->config().activation);
   put_bytes(run["config"], "classes", o.classes);
   put_bytes(run["config"], "heads", heads);
   return command.finish(std::move(run), records, s);
@@ -209,6 +301,7 @@ const bool registered = register_command({
                      "set's own background words)");
       sub.add_option("--method", o->method, method_help())
           ->check([](const std::string& name) {
+            if (name == kLseg) return std::string();
             try {
               find_dense_method(name);
               return std::string();
@@ -241,10 +334,17 @@ const bool registered = register_command({
                      "of the method's own rule: the \"constant c\" that eval --cams reports")
           ->check(CLI::Range(0.0, 1.0));
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg");
+      sub.add_option("--scales", o->scales,
+                     "LSeg: scales of its evaluator (base 520, crop 480 windows), e.g. 0.5,0.75,1,1.25,1.5,1.75 as "
+                     "LSeg_MultiEvalModule")
+          ->capture_default_str();
+      sub.add_flag("--flip", o->flip, "LSeg: add each window's mirrored forward (the official evaluator's flip)");
+      sub.add_flag("--single-forward", o->single_forward,
+                   "LSeg: the network once on the image as it is (LSegNet.forward; sides multiples of 32)");
       add_batch_run_options(sub, *o);
-      return [o]() {
+      return [o, &sub]() {
         o->vocab = vocab_or_beside_model(o->vocab, o->model);
-        return run_segment(*o);
+        return run_segment(*o, &sub);
       };
     }});
 

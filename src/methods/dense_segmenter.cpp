@@ -40,6 +40,8 @@ DenseSegmenter::~DenseSegmenter() = default;
 
 double DenseSegmenter::logit_scale() const { return queries_->logit_scale; }
 
+bool DenseSegmenter::channels_per_query() const { return method_->channels_per_query(); }
+
 at::Tensor DenseSegmenter::class_probabilities(const at::Tensor& channels) const {
   return method_->class_probabilities(channels, *queries_);
 }
@@ -85,13 +87,6 @@ std::vector<std::pair<int, int>> window_spans(int size, int window, int stride) 
 }
 
 }  // namespace
-
-SegmentTimings& SegmentTimings::operator+=(const SegmentTimings& o) {
-  preprocess_ms += o.preprocess_ms;
-  forward_ms += o.forward_ms;
-  upsample_ms += o.upsample_ms;
-  return *this;
-}
 
 SegmentResult DenseSegmenter::run(const cv::Mat& rgb, bool keep_probabilities) const {
   using Clock = std::chrono::steady_clock;
@@ -149,13 +144,7 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb, bool keep_probabilities) c
       at::upsample_bilinear2d(scores.unsqueeze(0), {hs, out_w}, /*align_corners=*/false).squeeze(0);  // [S, hs, W]
   result.class_index = cv::Mat(rgb.rows, rgb.cols, CV_32SC1);
   result.confidence = cv::Mat(rgb.rows, rgb.cols, CV_32FC1);
-  const int64_t num_classes = queries_->num_classes, background = queries_->background;
-  if (keep_probabilities) result.probabilities = torch::empty({num_classes, out_h, out_w});
-  // Foreground classes, for bg_threshold.
-  std::vector<int64_t> foreground;
-  for (int64_t c = 0; c < num_classes; ++c)
-    if (c != background) foreground.push_back(c);
-  const at::Tensor foreground_index = torch::tensor(foreground, torch::kLong);
+  if (keep_probabilities) result.probabilities = torch::empty({queries_->num_classes, out_h, out_w});
   const int64_t band = std::max<int64_t>(1, (int64_t{16} << 20) / std::max<int64_t>(1, s * out_w));
   const double scale = static_cast<double>(hs) / static_cast<double>(out_h);
   for (int64_t y0 = 0; y0 < out_h; y0 += band) {
@@ -174,24 +163,7 @@ SegmentResult DenseSegmenter::run(const cv::Mat& rgb, bool keep_probabilities) c
                                      columns.index_select(1, torch::tensor(bottom)) * wb;
     const at::Tensor probs = class_probabilities(band_channels);  // [C, rows, W]
     if (keep_probabilities) result.probabilities.slice(1, y0, y0 + rows).copy_(probs);
-    at::Tensor value, index;
-    if (config_.bg_threshold >= 0 && !foreground.empty()) {
-      // The constant background of eval's sweep on saved scores: the best
-      // foreground class, unless its probability is <= the threshold (ties go
-      // to background there too); the method's own background decision is
-      // replaced, as eval replaces it.
-      const auto [best, best_index] = probs.index_select(0, foreground_index).max(0);
-      const at::Tensor is_background = best <= config_.bg_threshold;
-      index = at::where(is_background, at::full_like(best_index, background >= 0 ? background : num_classes),
-                        foreground_index.index({best_index}));
-      value = at::where(is_background, 1 - best, best);
-    } else {
-      std::tie(value, index) = probs.max(0);  // [rows, W]
-    }
-    const at::Tensor v = value.clamp(0.0, 1.0).to(torch::kFloat).contiguous();
-    const at::Tensor i = index.to(torch::kInt).contiguous();
-    std::memcpy(result.confidence.ptr<float>(static_cast<int>(y0)), v.data_ptr<float>(), sizeof(float) * rows * out_w);
-    std::memcpy(result.class_index.ptr<int>(static_cast<int>(y0)), i.data_ptr<int>(), sizeof(int) * rows * out_w);
+    label_rows(probs, queries_->background, config_.bg_threshold, y0, result);
   }
   result.timings.upsample_ms += since(t);
   return result;

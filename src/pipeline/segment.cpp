@@ -12,7 +12,7 @@
 #include "clipes/io/mask_writer.h"
 #include "clipes/io/npy.h"
 #include "clipes/pipeline/image_batch.h"
-#include "clipes/methods/dense_segmenter.h"
+#include "clipes/methods/image_segmenter.h"
 #include "clipes/util/error.h"
 #include "clipes/util/file_checks.h"
 
@@ -71,7 +71,7 @@ std::pair<at::Tensor, at::Tensor> clip_es_maps(const at::Tensor& probabilities, 
 
 }  // namespace
 
-SegmentStats segment_images(const DenseSegmenter& segmenter, const SegmentClasses& classes,
+SegmentStats segment_images(const ImageSegmenter& segmenter, const SegmentClasses& classes,
                             const std::vector<ImageRecord>& records, const SegmentRunOptions& options,
                             const std::function<void(const BatchProgress&)>& progress) {
   const std::vector<int64_t> channel_classes = segmenter.channel_classes();

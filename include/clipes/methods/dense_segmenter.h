@@ -20,6 +20,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "clipes/methods/image_segmenter.h"
+
 namespace clipes {
 
 class ClipModel;
@@ -48,25 +50,7 @@ struct PatchScores {
   at::Tensor channels;       // [S, h, w] what is upsampled (NACLIP: cosines per query; others: probabilities)
 };
 
-// Where the time of one image went (run.json's stage_ms_mean).
-struct SegmentTimings {
-  double preprocess_ms = 0;  // resize, crops, normalisation
-  double forward_ms = 0;     // the network and the method's head, every window
-  double upsample_ms = 0;    // windows merged, channels to the image, class rule, labels
-  SegmentTimings& operator+=(const SegmentTimings& o);
-};
-
-struct SegmentResult {
-  cv::Mat class_index;       // CV_32SC1 class index per pixel of the original image (not yet a mask
-                             // value); num_classes = background by bg_threshold in a set without one
-  cv::Mat confidence;        // CV_32FC1 the winning class probability
-  at::Tensor scores;         // [S, hs, ws] float32 CPU, the averaged channels before the final upsampling
-  at::Tensor probabilities;  // [C, H, W] float32 class probabilities at the image (only when asked for)
-  int input_h = 0, input_w = 0;  // network input size (whole image) or resized image size (windows)
-  SegmentTimings timings;
-};
-
-class DenseSegmenter {
+class DenseSegmenter final : public ImageSegmenter {
  public:
   // method: from the registry (create_dense_method). query_features: [Q, E]
   // unit text features; query_class[q]: its class in [0, num_classes);
@@ -79,16 +63,17 @@ class DenseSegmenter {
   PatchScores score_patches(const at::Tensor& input) const;
   // rgb: CV_8UC3 (R,G,B). keep_probabilities: also return the full-size
   // class probabilities (C·H·W floats; the CLIP-ES CAM layout needs them).
-  SegmentResult run(const cv::Mat& rgb, bool keep_probabilities = false) const;
+  SegmentResult run(const cv::Mat& rgb, bool keep_probabilities = false) const override;
 
   const SegmentConfig& config() const { return config_; }
   const DenseMethod& method() const { return *method_; }
-  double logit_scale() const;
+  double logit_scale() const override;
   // [S, ...] channels (SegmentResult::scores, PatchScores::channels) → [C, ...]
   // class probabilities, the method's rule applied.
-  at::Tensor class_probabilities(const at::Tensor& channels) const;
+  at::Tensor class_probabilities(const at::Tensor& channels) const override;
   // The class of each channel of the scores (per query or identity, as the method's channels are).
-  std::vector<int64_t> channel_classes() const;
+  std::vector<int64_t> channel_classes() const override;
+  bool channels_per_query() const override;
 
  private:
   const ClipModel& model_;

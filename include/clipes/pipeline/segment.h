@@ -1,4 +1,4 @@
-// segment_images — `clipes segment` over a list of images: DenseSegmenter
+// segment_images — `clipes segment` over a list of images: any ImageSegmenter
 // per image, no labels needed, on the shared batch machinery
 // (pipeline/image_batch.h: resume, shards, failure log, atomic writes).
 //
@@ -24,7 +24,7 @@
 #include "clipes/io/image_decode.h"
 #include "clipes/io/mask_writer.h"
 #include "clipes/pipeline/batch_runner.h"
-#include "clipes/methods/dense_segmenter.h"
+#include "clipes/methods/image_segmenter.h"
 #include "clipes/methods/segment_classes.h"
 
 namespace clipes {
@@ -48,7 +48,7 @@ struct SegmentPaths {
   static SegmentPaths for_stem(const std::string& out_dir, const std::string& stem);
 };
 
-SegmentStats segment_images(const DenseSegmenter& segmenter, const SegmentClasses& classes,
+SegmentStats segment_images(const ImageSegmenter& segmenter, const SegmentClasses& classes,
                             const std::vector<ImageRecord>& records, const SegmentRunOptions& options,
                             const std::function<void(const BatchProgress&)>& progress = {});
 
