@@ -14,9 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "clipes/text/text_features.h"
+#include <ATen/core/Tensor.h>  // ClipEsResult holds tensors by value: a forward declaration is not enough
+                               // (LibTorch 2.x refuses it; 1.x let the precompiled header hide it)
 
-namespace at { class Tensor; }
+#include "clipes/text/text_features.h"
 
 namespace clipes {
 
