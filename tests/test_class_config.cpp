@@ -24,15 +24,6 @@ const std::vector<std::string> kVocBackground = {
     "river",  "sea",      "railway", "railroad", "keyboard", "helmet", "cloud", "house", "mountain",
     "ocean",  "road",     "rock",  "street", "valley", "bridge", "sign"};
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 }  // namespace
 
 TEST(ClassConfig, BuiltinVocMatchesTheSpec) {
@@ -110,7 +101,7 @@ TEST(ClassConfig, ResolveLabelsCaseInsensitiveAliasesAndDuplicates) {
 
 TEST(ClassConfig, UnknownLabelListsValidNames) {
   const ClassConfig voc = ClassConfig::resolve("voc");
-  const std::string msg = error_of([&] { voc.resolve_labels({"person", "unicorn"}); });
+  const std::string msg = test::error_of([&] { voc.resolve_labels({"person", "unicorn"}); });
   EXPECT_NE(msg.find("unicorn"), std::string::npos) << msg;
   EXPECT_NE(msg.find("aeroplane"), std::string::npos) << msg;
   EXPECT_NE(msg.find("tvmonitor"), std::string::npos) << msg;
@@ -138,34 +129,34 @@ TEST(ClassConfig, ParseDefaultsAndSynonyms) {
 }
 
 TEST(ClassConfig, ParseErrorsNameFileAndKey) {
-  auto msg = error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a", "id": "x"}]})", "f.json"); });
+  auto msg = test::error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a", "id": "x"}]})", "f.json"); });
   EXPECT_EQ(msg.rfind("f.json: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("classes[0].id"), std::string::npos) << msg;
-  msg = error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a"}], "box_threshold": 2})", "f.json"); });
+  msg = test::error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a"}], "box_threshold": 2})", "f.json"); });
   EXPECT_NE(msg.find("box_threshold"), std::string::npos) << msg;
-  msg = error_of([] { ClassConfig::parse(R"({"clases": []})", "f.json"); });
+  msg = test::error_of([] { ClassConfig::parse(R"({"clases": []})", "f.json"); });
   EXPECT_NE(msg.find("clases"), std::string::npos) << msg;
-  msg = error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a"}, {"name": "b", "aliases": ["A"]}]})", "f.json"); });
+  msg = test::error_of([] { ClassConfig::parse(R"({"classes": [{"name": "a"}, {"name": "b", "aliases": ["A"]}]})", "f.json"); });
   EXPECT_NE(msg.find("already used"), std::string::npos) << msg;
-  msg = error_of([] { ClassConfig::parse("{not json", "f.json"); });
+  msg = test::error_of([] { ClassConfig::parse("{not json", "f.json"); });
   EXPECT_EQ(msg.rfind("f.json: invalid JSON", 0), 0u) << msg;
-  msg = error_of([] { ClassConfig::parse(R"({"template": "no placeholder", "classes": [{"name": "a"}]})", "f.json"); });
+  msg = test::error_of([] { ClassConfig::parse(R"({"template": "no placeholder", "classes": [{"name": "a"}]})", "f.json"); });
   EXPECT_NE(msg.find("template"), std::string::npos) << msg;
-  msg = error_of([] { ClassConfig::load("/nonexistent/x.json"); });
+  msg = test::error_of([] { ClassConfig::load("/nonexistent/x.json"); });
   EXPECT_NE(msg.find("/nonexistent/x.json"), std::string::npos) << msg;
 }
 
 TEST(ClassConfig, ANumberTooLargeForADoubleIsAParseError) {
   // Found by fuzz_class_file: nlohmann throws out_of_range (not parse_error)
   // for 1e309, which escaped the parser as a foreign exception.
-  const auto msg = error_of([] { ClassConfig::parse(R"({"box_threshold": 1e309, "classes": [{"name": "a"}]})", "f.json"); });
+  const auto msg = test::error_of([] { ClassConfig::parse(R"({"box_threshold": 1e309, "classes": [{"name": "a"}]})", "f.json"); });
   EXPECT_EQ(msg.rfind("f.json: invalid JSON", 0), 0u) << msg;
 }
 
 TEST(ClassConfig, AClassNamedTwiceIsRefused) {
   // Issue 26 friction: two entries "cat" were accepted (the check compared the
   // owner's name with itself), giving one class two mask values.
-  auto msg = error_of([] { ClassConfig::parse(R"({"classes": [{"name": "cat"}, {"name": "dog"}, {"name": "Cat "}]})", "f.json"); });
+  auto msg = test::error_of([] { ClassConfig::parse(R"({"classes": [{"name": "cat"}, {"name": "dog"}, {"name": "Cat "}]})", "f.json"); });
   EXPECT_EQ(msg.rfind("f.json: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("classes[2].name"), std::string::npos) << msg;
   EXPECT_NE(msg.find("\"cat\" (classes[0])"), std::string::npos) << msg;
@@ -211,7 +202,7 @@ TEST(ClassConfig, ResolveFilesAndPromptsDirOverride) {
   const std::string dir = test::make_temp_dir("class_config");
   write_file_atomic(dir + "/pets.json", R"({"name": "pets", "box_threshold": 0.5, "classes": [{"name": "cat"}]})");
   EXPECT_EQ(ClassConfig::resolve(dir + "/pets.json").name, "pets");
-  EXPECT_NE(error_of([] { ClassConfig::resolve("no_such_set"); }).find("voc"), std::string::npos);
+  EXPECT_NE(test::error_of([] { ClassConfig::resolve("no_such_set"); }).find("voc"), std::string::npos);
   setenv("CLIPES_PROMPTS_DIR", dir.c_str(), 1);
   EXPECT_EQ(ClassConfig::prompts_dir(), dir);
   EXPECT_DOUBLE_EQ(ClassConfig::resolve("pets").box_threshold, 0.5);

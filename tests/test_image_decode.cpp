@@ -85,15 +85,6 @@ void expect_error(const std::function<void()>& fn, const std::string& needle) {
   }
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 // Everything written to file descriptor 2 while alive (libpng's default
 // handlers write there with fprintf(stderr, ...)).
 class StderrCapture {
@@ -467,11 +458,11 @@ TEST(DecodeLimits, RefusesAPngBombBeforeDecoding) {
 
   // Decoding it would take 900 MB for the samples and 2.7 GB for RGB.
   const long before_kb = max_rss_kb();
-  const std::string msg = error_of([&] { decode_image_rgb(path); });
+  const std::string msg = test::error_of([&] { decode_image_rgb(path); });
   EXPECT_EQ(msg, path + ": image is 30000×30000 (900 MP), over the pixel limit of 40 MP (--max-pixels)");
   DecodeLimits tight;
   tight.max_pixels = 12'500'000;
-  EXPECT_NE(error_of([&] { decode_image_rgb(path, tight); }).find("over the pixel limit of 12.5 MP"),
+  EXPECT_NE(test::error_of([&] { decode_image_rgb(path, tight); }).find("over the pixel limit of 12.5 MP"),
             std::string::npos);
   EXPECT_LT(max_rss_kb() - before_kb, 200 * 1024) << "peak RSS grew by " << (max_rss_kb() - before_kb) << " kB";
 }
@@ -506,7 +497,7 @@ TEST(DecodeLimits, RefusesHugeHeadersOfEveryFormat) {
     expect_error([&] { decode_image_rgb_bytes(bytes, name); }, name + ": image is ");
     expect_error([&] { decode_image_rgb_bytes(bytes, name); }, over);
   }
-  EXPECT_EQ(error_of([&] { decode_image_rgb_bytes(jpeg_header(60000, 60000), "a.jpg"); }),
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb_bytes(jpeg_header(60000, 60000), "a.jpg"); }),
             "a.jpg: image is 60000×60000 (3600 MP), over the pixel limit of 40 MP (--max-pixels)");
   expect_error([&] { decode_image_rgb_bytes(bombs[6].second, "b.tif"); },
                "b.tif: image is 4611686018427387904×4611686018427387904 (");
@@ -608,8 +599,8 @@ TEST(PngDecode, NothingReachesStderr) {
   const cv::Mat want = decode_image_rgb_bytes(good, "good.png");
   const cv::Mat a = decode_image_rgb_bytes(bad_iccp, "iccp.png");
   const cv::Mat b = decode_image_rgb_bytes(bad_text_crc, "text.png");
-  const std::string idat = error_of([&] { decode_image_rgb_bytes(bad_idat_crc, "idat.png"); });
-  const std::string cut = error_of([&] { decode_image_rgb_bytes(truncated, "cut.png"); });
+  const std::string idat = test::error_of([&] { decode_image_rgb_bytes(bad_idat_crc, "idat.png"); });
+  const std::string cut = test::error_of([&] { decode_image_rgb_bytes(truncated, "cut.png"); });
   const std::string err = cap.text();
   EXPECT_EQ(err, "");
   EXPECT_EQ(cv::norm(a, want, cv::NORM_INF), 0);
@@ -624,19 +615,19 @@ TEST(ImageDecode, SaysWhyAFileCannotBeOpened) {
   const std::string dir = test::make_temp_dir("decode-open");
   ASSERT_EQ(::symlink("loop-b.png", (dir + "/loop-a.png").c_str()), 0);
   ASSERT_EQ(::symlink("loop-a.png", (dir + "/loop-b.png").c_str()), 0);
-  EXPECT_EQ(error_of([&] { decode_image_rgb(dir + "/loop-a.png"); }),
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir + "/loop-a.png"); }),
             dir + "/loop-a.png: too many levels of symbolic links (symlink loop)");
-  EXPECT_EQ(error_of([&] { decode_image_rgb(dir); }), dir + ": is a directory, not an image file");
-  EXPECT_EQ(error_of([&] { decode_image_rgb(dir + "/missing.png"); }), dir + "/missing.png: file not found");
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir); }), dir + ": is a directory, not an image file");
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir + "/missing.png"); }), dir + "/missing.png: file not found");
   ASSERT_EQ(::symlink("nowhere.png", (dir + "/dangling.png").c_str()), 0);
-  EXPECT_EQ(error_of([&] { decode_image_rgb(dir + "/dangling.png"); }), dir + "/dangling.png: file not found");
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir + "/dangling.png"); }), dir + "/dangling.png: file not found");
   ASSERT_EQ(::mkfifo((dir + "/fifo.png").c_str(), 0600), 0);
-  EXPECT_EQ(error_of([&] { decode_image_rgb(dir + "/fifo.png"); }), dir + "/fifo.png: not a regular file");
+  EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir + "/fifo.png"); }), dir + "/fifo.png: not a regular file");
 
   write_bytes(dir + "/locked.png", encode(".png", test_pattern(4, 4, CV_8UC3)));
   ::chmod((dir + "/locked.png").c_str(), 0);
   if (::geteuid() != 0) {  // root reads it anyway
-    EXPECT_EQ(error_of([&] { decode_image_rgb(dir + "/locked.png"); }), dir + "/locked.png: permission denied");
+    EXPECT_EQ(test::error_of([&] { decode_image_rgb(dir + "/locked.png"); }), dir + "/locked.png: permission denied");
   }
   ::chmod((dir + "/locked.png").c_str(), 0600);
   EXPECT_EQ(decode_image_rgb(dir + "/locked.png").size(), cv::Size(4, 4));

@@ -96,15 +96,6 @@ double argmax_agreement(const at::Tensor& logits, const at::Tensor& ref_argmax) 
   return mine.eq(ref_argmax.to(torch::kLong)).to(torch::kDouble).mean().item<double>();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // A checkpoint's shapes without its memory: every tensor is one zero
 // expanded (stride 0) to the listed shape. For config inference only.
 TensorMap shapes_from_tsv(const std::string& tsv_path) {
@@ -171,13 +162,13 @@ TEST(LsegConfig, ReleasedClipVitL16LayoutGetsTheReleasedSizesByDefault) {
 TEST(LsegConfig, MissingOrMisShapedKeysNameTheFileAndTheKey) {
   TensorMap t = checkpoint();
   t.erase("net.scratch.refinenet2.resConfUnit1.bn2.running_var");
-  std::string msg = error_of([&] { LsegConfig::infer(t, "cut.ckpt", tiny_settings()); });
+  std::string msg = test::error_of([&] { LsegConfig::infer(t, "cut.ckpt", tiny_settings()); });
   EXPECT_EQ(msg.rfind("cut.ckpt: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("net.scratch.refinenet2.resConfUnit1.bn2.running_var"), std::string::npos) << msg;
 
   t = checkpoint();
   t["net.scratch.layer3_rn.weight"] = torch::zeros({16, 31, 3, 3});
-  msg = error_of([&] { LsegConfig::infer(t, "bent.ckpt", tiny_settings()); });
+  msg = test::error_of([&] { LsegConfig::infer(t, "bent.ckpt", tiny_settings()); });
   EXPECT_EQ(msg.rfind("bent.ckpt: ", 0), 0u) << msg;
   EXPECT_NE(msg.find("net.scratch.layer3_rn.weight"), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
@@ -192,7 +183,7 @@ TEST(LsegConfig, MissingOrMisShapedKeysNameTheFileAndTheKey) {
 TEST(LsegConfig, ErrorsInsideTheClipTowerNameTheFileAndThePrefixedKey) {
   TensorMap t = checkpoint();
   t.erase("net.clip_pretrained.text_projection");
-  const std::string msg = error_of([&] { LsegConfig::infer(t, "noproj.ckpt", tiny_settings()); });
+  const std::string msg = test::error_of([&] { LsegConfig::infer(t, "noproj.ckpt", tiny_settings()); });
   EXPECT_EQ(msg.rfind("noproj.ckpt", 0), 0u) << msg;
   EXPECT_NE(msg.find("net.clip_pretrained."), std::string::npos) << msg;
   EXPECT_NE(msg.find("text_projection"), std::string::npos) << msg;
@@ -206,21 +197,21 @@ TEST(LsegModel, LoadsTheLightningFileByPath) {
 
 TEST(LsegConfig, WhatTheShapesCannotTellIsCheckedNotGuessed) {
   // Tiny width 32 with the default head dim 64 gives no heads: an error, not a guess.
-  std::string msg = error_of([&] { LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt"); });
+  std::string msg = test::error_of([&] { LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt"); });
   EXPECT_NE(msg.find("heads"), std::string::npos) << msg;
   LsegSettings s = tiny_settings();
   s.hooks = {5, 11, 17, 24};
-  msg = error_of([&] { LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt", s); });
+  msg = test::error_of([&] { LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt", s); });
   EXPECT_NE(msg.find("24"), std::string::npos) << msg;
   // arch_option 1/2 checkpoints (a head block on the logits) are refused.
   TensorMap t = checkpoint();
   t["net.scratch.head_block.depthwise.depthwise.weight"] = torch::zeros({1, 1, 3, 3});
-  msg = error_of([&] { LsegConfig::infer(t, "arch1.ckpt", tiny_settings()); });
+  msg = test::error_of([&] { LsegConfig::infer(t, "arch1.ckpt", tiny_settings()); });
   EXPECT_NE(msg.find("head_block"), std::string::npos) << msg;
 }
 
 TEST(LsegModel, RejectsInputsThatAreNotMultiplesOf32) {
-  const std::string msg = error_of([] { tiny().vit_hooks(torch::zeros({1, 3, 48, 64})); });
+  const std::string msg = test::error_of([] { tiny().vit_hooks(torch::zeros({1, 3, 48, 64})); });
   EXPECT_NE(msg.find("32"), std::string::npos) << msg;
 }
 

@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include "clipes/util/blas_kernel.h"
+#include "clipes/util/error.h"
 #include "clipes/util/option_error.h"
 
 #include <sys/wait.h>
@@ -47,6 +48,15 @@ int run_command(const std::string& command, std::string* output) {
   const int status = ::pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace clipes::test

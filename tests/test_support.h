@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace clipes::test {
@@ -28,5 +29,8 @@ std::string make_temp_dir(const std::string& name);
 
 // Runs a shell command, returns its exit code; stdout+stderr go to *output.
 int run_command(const std::string& command, std::string* output);
+
+// The message of the clipes::Error that `f` throws, or "(no error)".
+std::string error_of(const std::function<void()>& f);
 
 }  // namespace clipes::test

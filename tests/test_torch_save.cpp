@@ -28,15 +28,6 @@ std::string temp_dir() {
   return dir;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // The pickle CPython writes for torch.save(model.state_dict()) (protocol 2):
 // an OrderedDict filled by SETITEMS, every tensor
 // _rebuild_tensor_v2(<persistent storage id>, offset, size, stride, False,
@@ -183,25 +174,25 @@ TEST(TorchSave, DamagedPicklesAreOneLineNamingTheProblem) {
   const std::string path = temp_dir() + "/short-record.pt";
   const std::vector<std::pair<std::string, at::Tensor>> shorter = {{one[0].first, one[0].second.flatten().narrow(0, 0, 1)}};
   write_torch_save(path, good, shorter);
-  std::string msg = error_of([&] { read_torch_save_tensors(path); });
+  std::string msg = test::error_of([&] { read_torch_save_tensors(path); });
   EXPECT_EQ(msg.rfind(path + ": ", 0), 0u) << msg;
   EXPECT_NE(msg.find("storage record holds"), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   // Truncated pickles, at every length: an error naming the file, never a crash.
   for (size_t n = 0; n < good.size(); n += 7) {
-    msg = error_of([&] { torch_save_state_dict(good.substr(0, n), "x.pt"); });
+    msg = test::error_of([&] { torch_save_state_dict(good.substr(0, n), "x.pt"); });
     EXPECT_EQ(msg.rfind("x.pt: ", 0), 0u) << n << ": " << msg;
   }
   // A storage id that is not ('storage', type, key, location, size).
   std::string bad = good;
   bad.replace(bad.find("storage"), 7, "storagX");
-  msg = error_of([&] { torch_save_state_dict(bad, "x.pt"); });
+  msg = test::error_of([&] { torch_save_state_dict(bad, "x.pt"); });
   EXPECT_NE(msg.find("storage id"), std::string::npos) << msg;
   // A record name that would leave data/.
   bad = good;
   const size_t key = bad.find("X\x01\x00\x00\x00" "0");
   ASSERT_NE(key, std::string::npos);
   bad.replace(key, 6, std::string("X\x01\x00\x00\x00/", 6));
-  msg = error_of([&] { torch_save_state_dict(bad, "x.pt"); });
+  msg = test::error_of([&] { torch_save_state_dict(bad, "x.pt"); });
   EXPECT_NE(msg.find("storage key"), std::string::npos) << msg;
 }

@@ -11,6 +11,7 @@
 
 #include "clipes/util/atomic_file.h"
 #include "clipes/util/error.h"
+#include "clipes/util/shape_text.h"
 
 namespace clipes {
 namespace {
@@ -25,12 +26,6 @@ constexpr int kIgnore = 255;
 constexpr double kFontScale = 0.55;
 const cv::Scalar kBackground(40, 40, 40);
 const cv::Scalar kTextColour(235, 235, 235);
-
-std::string shape_str(const at::Tensor& t) {
-  std::string out = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) out += (i ? ", " : "") + std::to_string(t.size(i));
-  return out + "]";
-}
 
 // Text clipped to `max_width` pixels (titles must not spill into the next tile).
 std::string fit_text(std::string text, int max_width) {
@@ -116,7 +111,7 @@ cv::Mat resized_ids(const cv::Mat& ids, const cv::Size& size) {
 void check_heat(const at::Tensor& t, int64_t k, const char* what) {
   if (!t.defined()) return;
   if (t.dim() != 3 || t.size(0) != k)
-    throw Error(std::string("contact sheet: ") + what + " have shape " + shape_str(t) + ", expected [" +
+    throw Error(std::string("contact sheet: ") + what + " have shape " + shape_text(t.sizes().vec()) + ", expected [" +
                 std::to_string(k) + ", H, W] for labels in order");
 }
 

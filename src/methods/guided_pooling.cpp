@@ -4,26 +4,20 @@
 
 #include "clipes/model/checkpoint.h"
 #include "clipes/util/error.h"
+#include "clipes/util/shape_text.h"
 #include "clipes/util/l2_normalize.h"
 
 namespace clipes {
 namespace {
-
-std::string shape_str(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
 
 at::Tensor take(const TensorMap& t, const std::string& path, const std::string& name,
                 const std::vector<int64_t>& shape) {
   auto it = t.find(name);
   if (it == t.end()) throw file_error(path, "missing tensor " + name + " (not a CLIP-DINOiser heads file?)");
   if (it->second.sizes().vec() != shape) {
-    std::string expected = "[";
-    for (size_t i = 0; i < shape.size(); ++i) expected += (i ? ", " : "") + std::to_string(shape[i]);
-    throw file_error(path, "tensor " + name + " has shape " + shape_str(it->second) + ", expected " + expected +
-                               "] for this backbone (width " + std::to_string(shape.size() > 1 ? shape[1] : 0) + ")");
+    throw file_error(path, "tensor " + name + " has shape " + shape_text(it->second.sizes().vec()) + ", expected " +
+                               shape_text(shape) + " for this backbone (width " +
+                               std::to_string(shape.size() > 1 ? shape[1] : 0) + ")");
   }
   if (!it->second.is_floating_point()) throw file_error(path, "tensor " + name + " is not floating point");
   return it->second.to(torch::kFloat).contiguous();

@@ -7,15 +7,10 @@
 #include <sstream>
 
 #include "clipes/util/error.h"
+#include "clipes/util/shape_text.h"
 
 namespace clipes {
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 const at::Tensor& require(const TensorMap& t, const std::string& name, const std::string& path) {
   auto it = t.find(name);
@@ -76,7 +71,7 @@ ClipConfig ClipConfig::infer(const TensorMap& t, const std::string& path) {
   ClipConfig c;
   const at::Tensor& conv1 = t.at("visual.conv1.weight");
   if (conv1.dim() != 4 || conv1.size(1) != 3 || conv1.size(2) != conv1.size(3))
-    throw file_error(path, "tensor visual.conv1.weight has shape " + shape_str(conv1.sizes().vec()) +
+    throw file_error(path, "tensor visual.conv1.weight has shape " + shape_text(conv1.sizes().vec()) +
                                ", expected [width, 3, patch, patch]");
   c.vision.width = static_cast<int>(conv1.size(0));
   c.vision.patch_size = static_cast<int>(conv1.size(2));
@@ -86,12 +81,12 @@ ClipConfig ClipConfig::infer(const TensorMap& t, const std::string& path) {
   const int64_t tokens = vpos.dim() == 2 ? vpos.size(0) - 1 : -1;
   const auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<int64_t>(tokens, 0)))));
   if (tokens <= 0 || grid * grid != tokens)
-    throw file_error(path, "tensor visual.positional_embedding has shape " + shape_str(vpos.sizes().vec()) +
+    throw file_error(path, "tensor visual.positional_embedding has shape " + shape_text(vpos.sizes().vec()) +
                                ", expected [1 + grid*grid, width]");
   c.vision.grid = static_cast<int>(grid);
   const at::Tensor& vproj = require(t, "visual.proj", path);
   if (vproj.dim() != 2)
-    throw file_error(path, "tensor visual.proj has shape " + shape_str(vproj.sizes().vec()) + ", expected 2-D");
+    throw file_error(path, "tensor visual.proj has shape " + shape_text(vproj.sizes().vec()) + ", expected 2-D");
   c.embed_dim = static_cast<int>(vproj.size(1));
 
   const at::Tensor& tok = require(t, "token_embedding.weight", path);
@@ -109,8 +104,8 @@ ClipConfig ClipConfig::infer(const TensorMap& t, const std::string& path) {
   for (const auto& [name, shape] : c.expected_shapes()) {
     const at::Tensor& tensor = require(t, name, path);
     if (tensor.sizes().vec() != shape)
-      throw file_error(path, "tensor " + name + " has shape " + shape_str(tensor.sizes().vec()) + ", expected " +
-                                 shape_str(shape));
+      throw file_error(path, "tensor " + name + " has shape " + shape_text(tensor.sizes().vec()) + ", expected " +
+                                 shape_text(shape));
   }
   return c;
 }

@@ -6,15 +6,10 @@
 #include <sstream>
 
 #include "clipes/util/error.h"
+#include "clipes/util/shape_text.h"
 
 namespace clipes {
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 const at::Tensor& require(const TensorMap& t, const std::string& key, const std::string& path) {
   auto it = t.find(key);
@@ -26,7 +21,7 @@ const at::Tensor& require(const TensorMap& t, const std::string& key, const std:
 std::vector<int64_t> dims_of(const TensorMap& t, const std::string& key, size_t dims, const std::string& path) {
   std::vector<int64_t> s = require(t, key, path).sizes().vec();
   if (s.size() != dims)
-    throw file_error(path, "tensor " + key + " has shape " + shape_str(s) + ", expected " + std::to_string(dims) +
+    throw file_error(path, "tensor " + key + " has shape " + shape_text(s) + ", expected " + std::to_string(dims) +
                                "-D");
   return s;
 }
@@ -60,14 +55,14 @@ LsegConfig LsegConfig::infer(const TensorMap& t, const std::string& path, const 
   // position table (1 + g·g rows), depth from the block count.
   const auto patch = dims_of(t, vit + "patch_embed.proj.weight", 4, path);
   if (patch[1] != 3 || patch[2] != patch[3] || patch[2] <= 0)
-    throw file_error(path, "tensor " + vit + "patch_embed.proj.weight has shape " + shape_str(patch) +
+    throw file_error(path, "tensor " + vit + "patch_embed.proj.weight has shape " + shape_text(patch) +
                                ", expected [width, 3, p, p]");
   c.vit_width = static_cast<int>(patch[0]);
   c.patch_size = static_cast<int>(patch[2]);
   const auto pos = dims_of(t, vit + "pos_embed", 3, path);
   const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<int64_t>(pos[1] - 1, 0)))));
   if (pos[0] != 1 || pos[2] != c.vit_width || side <= 0 || side * side + 1 != pos[1])
-    throw file_error(path, "tensor " + vit + "pos_embed has shape " + shape_str(pos) + ", expected [1, 1 + g*g, " +
+    throw file_error(path, "tensor " + vit + "pos_embed has shape " + shape_text(pos) + ", expected [1, 1 + g*g, " +
                                std::to_string(c.vit_width) + "]");
   c.pos_grid = static_cast<int>(side);
   c.vit_depth = count_indexed(t, vit + "blocks.");
@@ -107,8 +102,8 @@ LsegConfig LsegConfig::infer(const TensorMap& t, const std::string& path, const 
   for (const auto& [key, shape] : c.expected_shapes()) {
     const at::Tensor& v = require(t, key, path);
     if (v.sizes().vec() != shape)
-      throw file_error(path, "tensor " + key + " has shape " + shape_str(v.sizes().vec()) + ", expected " +
-                                 shape_str(shape));
+      throw file_error(path, "tensor " + key + " has shape " + shape_text(v.sizes().vec()) + ", expected " +
+                                 shape_text(shape));
     if (!v.is_floating_point()) throw file_error(path, "tensor " + key + " is not floating point");
   }
 
