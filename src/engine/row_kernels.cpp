@@ -53,7 +53,7 @@ void bf16_to_float(const uint16_t* src, float* dst, int64_t n) {
 }
 
 CLIPES_VECTOR_CLONES
-void layer_norm_row(const float* x, const float* gamma, const float* beta, int64_t d, float* y_f32,
+void layer_norm_row(const float* x, const float* gamma, const float* beta, int64_t d, float eps, float* y_f32,
                     uint16_t* y_bf16, float* mean_out, float* rstd_out) {
   // Two passes over a row in L1: mean, then the centred variance (as ATen's
   // CPU LayerNorm, which is also two-pass in float).
@@ -64,7 +64,7 @@ void layer_norm_row(const float* x, const float* gamma, const float* beta, int64
   float sq = 0;
 #pragma omp simd reduction(+ : sq)
   for (int64_t i = 0; i < d; ++i) sq += (x[i] - mean) * (x[i] - mean);
-  const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(d) + 1e-5f);
+  const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(d) + eps);
   if (mean_out) *mean_out = mean;
   if (rstd_out) *rstd_out = rstd;
   if (y_f32) {

@@ -14,11 +14,11 @@ namespace clipes::engine {
 void float_to_bf16(const float* src, uint16_t* dst, int64_t n);
 void bf16_to_float(const uint16_t* src, float* dst, int64_t n);
 
-// y = (x − mean)·rstd·gamma + beta over one row of d floats (eps 1e-5, as
-// OpenAI's LayerNorm). Writes float (y_f32) or bf16 bits (y_bf16), whichever
+// y = (x − mean)·rstd·gamma + beta over one row of d floats, rstd =
+// 1/√(var + eps) (eps 1e-5 in OpenAI's LayerNorm, 1e-6 in timm's ViTs). Writes float (y_f32) or bf16 bits (y_bf16), whichever
 // is non-null; mean_out/rstd_out (may be null) receive the row statistics the
 // hand-written backward needs.
-void layer_norm_row(const float* x, const float* gamma, const float* beta, int64_t d, float* y_f32,
+void layer_norm_row(const float* x, const float* gamma, const float* beta, int64_t d, float eps, float* y_f32,
                     uint16_t* y_bf16, float* mean_out, float* rstd_out);
 
 // row[j] = softmax_j(row + bias) in place over n scores; bias may be null.

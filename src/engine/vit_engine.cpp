@@ -78,12 +78,12 @@ struct Buffers {
 void match_thread_count() { omp_set_num_threads(at::get_num_threads()); }
 
 void layer_norm_rows(const float* x, int64_t rows, int64_t d, const at::Tensor& gamma, const at::Tensor& beta,
-                     void* out, bool out_bf16, float* mean = nullptr, float* rstd = nullptr) {
+                     float eps, void* out, bool out_bf16, float* mean = nullptr, float* rstd = nullptr) {
   const float* g = gamma.data_ptr<float>();
   const float* b = beta.data_ptr<float>();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r)
-    engine::layer_norm_row(x + r * d, g, b, d, out_bf16 ? nullptr : static_cast<float*>(out) + r * d,
+    engine::layer_norm_row(x + r * d, g, b, d, eps, out_bf16 ? nullptr : static_cast<float*>(out) + r * d,
                            out_bf16 ? static_cast<uint16_t*>(out) + r * d : nullptr, mean ? mean + r : nullptr,
                            rstd ? rstd + r : nullptr);
 }
@@ -104,6 +104,7 @@ struct VitEngine::Impl {
   std::unique_ptr<PackedLinear> back_c_proj, back_c_fc, back_out_proj, back_in_proj;
   EngineBlockWeights last_weights;               // float32 tensors of the last block
   int heads = 0;
+  float ln_eps = 1e-5f;
   EngineActivation activation = EngineActivation::QuickGelu;
   bool bf16 = false;
   int64_t width = 0;
@@ -113,7 +114,7 @@ struct VitEngine::Impl {
   void run_block(const PackedBlock& b, float* x, int64_t l, Buffers& buf, bool operand_bf16, const float* bias,
                  double* head_mean_sum, float* head_mean, float* ln2_out) const {
     const int64_t d = width;
-    layer_norm_rows(x, l, d, b.ln_1_weight, b.ln_1_bias, buf.h.data_ptr(), operand_bf16);
+    layer_norm_rows(x, l, d, b.ln_1_weight, b.ln_1_bias, ln_eps, buf.h.data_ptr(), operand_bf16);
     b.in_proj.run(buf.h.data_ptr(), l, buf.qkv.data_ptr(), false, false);
     engine::AttentionIo io;
     io.qkv = buf.qkv.data_ptr<float>();
@@ -132,13 +133,13 @@ struct VitEngine::Impl {
     }
     b.out_proj.run(heads_src, l, x, false, /*accumulate=*/true);  // x += out_proj(attention)
     if (ln2_out) {
-      layer_norm_rows(x, l, d, b.ln_2_weight, b.ln_2_bias, ln2_out, false);
+      layer_norm_rows(x, l, d, b.ln_2_weight, b.ln_2_bias, ln_eps, ln2_out, false);
       if (operand_bf16)
         to_bf16_parallel(ln2_out, static_cast<uint16_t*>(buf.h.data_ptr()), l * d);
       else
         std::memcpy(buf.h.data_ptr(), ln2_out, sizeof(float) * l * d);
     } else {
-      layer_norm_rows(x, l, d, b.ln_2_weight, b.ln_2_bias, buf.h.data_ptr(), operand_bf16);
+      layer_norm_rows(x, l, d, b.ln_2_weight, b.ln_2_bias, ln_eps, buf.h.data_ptr(), operand_bf16);
     }
     b.c_fc.run(buf.h.data_ptr(), l, buf.hidden.data_ptr(), operand_bf16, false);  // act(c_fc(·)) in one pass
     b.c_proj.run(buf.hidden.data_ptr(), l, x, false, /*accumulate=*/true);
@@ -146,10 +147,11 @@ struct VitEngine::Impl {
 };
 
 VitEngine::VitEngine(const std::vector<EngineBlockWeights>& blocks, const EngineBlockWeights& last_block_fp32,
-                     int heads, EngineActivation activation, bool bf16)
+                     int heads, EngineActivation activation, bool bf16, float ln_eps)
     : impl_(std::make_unique<Impl>()) {
   if (blocks.empty()) throw Error("engine: no blocks");
   impl_->heads = heads;
+  impl_->ln_eps = ln_eps;
   impl_->activation = activation;
   impl_->bf16 = bf16;
   impl_->width = blocks.front().ln_1_weight.numel();
@@ -203,7 +205,7 @@ std::vector<std::pair<std::string, double>> VitEngine::time_block_ops(int64_t l,
   float* xp = x.data_ptr<float>();
   using Clock = std::chrono::steady_clock;
   std::vector<std::pair<std::string, std::function<void()>>> ops = {
-      {"ln_1", [&] { layer_norm_rows(xp, l, d, b.ln_1_weight, b.ln_1_bias, buf.h.data_ptr(), bf16); }},
+      {"ln_1", [&] { layer_norm_rows(xp, l, d, b.ln_1_weight, b.ln_1_bias, impl_->ln_eps, buf.h.data_ptr(), bf16); }},
       {"in_proj (q,k,v) + bias", [&] { b.in_proj.run(buf.h.data_ptr(), l, buf.qkv.data_ptr(), false, false); }},
       {"attention: QK^T, softmax, PV (fused)",
        [&] {
@@ -217,7 +219,7 @@ std::vector<std::pair<std::string, double>> VitEngine::time_block_ops(int64_t l,
        }},
       {"out_proj + bias + residual",
        [&] { b.out_proj.run(bf16 ? buf.heads_operand.data_ptr() : buf.heads.data_ptr(), l, xp, false, true); }},
-      {"ln_2", [&] { layer_norm_rows(xp, l, d, b.ln_2_weight, b.ln_2_bias, buf.h.data_ptr(), bf16); }},
+      {"ln_2", [&] { layer_norm_rows(xp, l, d, b.ln_2_weight, b.ln_2_bias, impl_->ln_eps, buf.h.data_ptr(), bf16); }},
       {"c_fc + bias + activation", [&] { b.c_fc.run(buf.h.data_ptr(), l, buf.hidden.data_ptr(), bf16, false); }},
       {"c_proj + bias + residual", [&] { b.c_proj.run(buf.hidden.data_ptr(), l, xp, false, true); }},
   };
@@ -285,7 +287,7 @@ SavedBlockForward VitEngine::forward_saved(const at::Tensor& x_in, const at::Ten
   SavedBlockForward s;
   s.input = x_in.to(at::kFloat).contiguous();
   s.ln1 = at::empty({l, d}, f32);
-  layer_norm_rows(s.input.data_ptr<float>(), l, d, b.ln_1_weight, b.ln_1_bias, s.ln1.data_ptr(), false);
+  layer_norm_rows(s.input.data_ptr<float>(), l, d, b.ln_1_weight, b.ln_1_bias, impl_->ln_eps, s.ln1.data_ptr(), false);
   s.qkv = at::empty({l, 3 * d}, f32);
   b.in_proj.run(s.ln1.data_ptr(), l, s.qkv.data_ptr(), false, false);
   s.probabilities = at::empty({impl_->heads, l, l}, f32);
@@ -307,7 +309,7 @@ SavedBlockForward VitEngine::forward_saved(const at::Tensor& x_in, const at::Ten
   at::Tensor h2 = at::empty({l, d}, f32);
   s.ln2_mean = at::empty({l}, f32);
   s.ln2_rstd = at::empty({l}, f32);
-  layer_norm_rows(s.mid.data_ptr<float>(), l, d, b.ln_2_weight, b.ln_2_bias, h2.data_ptr(), false,
+  layer_norm_rows(s.mid.data_ptr<float>(), l, d, b.ln_2_weight, b.ln_2_bias, impl_->ln_eps, h2.data_ptr(), false,
                   s.ln2_mean.data_ptr<float>(), s.ln2_rstd.data_ptr<float>());
   s.fc_pre = at::empty({l, 4 * d}, f32);
   impl_->last_c_fc_plain->run(h2.data_ptr(), l, s.fc_pre.data_ptr(), false, false);

@@ -79,8 +79,10 @@ class VitEngine {
   // blocks: the vision blocks in order. bf16: matmul operands in bf16 for the
   // blocks before the last; the last block always also gets a float32 copy
   // for forward_saved (CLIP-ES takes its gradients there, in float32).
+  // ln_eps: the LayerNorms' epsilon (OpenAI's CLIP 1e-5; timm's ViTs, which
+  // LSeg's trunk is, 1e-6: lseg-spec §2).
   VitEngine(const std::vector<EngineBlockWeights>& blocks, const EngineBlockWeights& last_block_fp32, int heads,
-            EngineActivation activation, bool bf16);
+            EngineActivation activation, bool bf16, float ln_eps = 1e-5f);
   ~VitEngine();
 
   int layers() const;
