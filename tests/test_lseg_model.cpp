@@ -50,8 +50,17 @@ LsegSettings tiny_settings() {
   return s;
 }
 
+// The default model: the ViT trunk on the fused CPU engine, float32.
 const LsegModel& tiny() {
   static const LsegModel m(checkpoint(), fx("lseg_tiny.ckpt"), tiny_settings());
+  return m;
+}
+
+// LibTorch's ops for the trunk (--engine reference), float32.
+const LsegModel& tiny_reference() {
+  ModelOptions o;
+  o.engine = EngineKind::Reference;
+  static const LsegModel m(checkpoint(), fx("lseg_tiny.ckpt"), tiny_settings(), o);
   return m;
 }
 
@@ -210,6 +219,50 @@ TEST(LsegConfig, WhatTheShapesCannotTellIsCheckedNotGuessed) {
   EXPECT_NE(msg.find("head_block"), std::string::npos) << msg;
 }
 
+TEST(LsegConfig, TheReleasedSizesAreTheReleasedCheckpointsLayout) {
+  // clip_vitl16_384() (what `clipes bench --method lseg` builds) names every
+  // tensor the full-size checkpoint holds for the forward, with its shape.
+  const TensorMap full = shapes_from_tsv(fx("state_dict_keys_full.tsv"));
+  const LsegConfig released = LsegConfig::clip_vitl16_384();
+  const LsegConfig inferred = LsegConfig::infer(full, "demo_e200.ckpt");
+  EXPECT_EQ(released.describe(), inferred.describe());
+  EXPECT_EQ(released.expected_shapes(), inferred.expected_shapes());
+  for (const auto& [key, shape] : released.clip.expected_shapes()) {
+    const auto it = full.find(std::string(kLsegPrefix) + "clip_pretrained." + key);
+    ASSERT_NE(it, full.end()) << key;
+    EXPECT_EQ(it->second.sizes().vec(), shape) << key;
+  }
+  // ViT-L/16 trunk to block 23 (~304 M) + DPT decoder (~38 M, a third of it
+  // the stride-2 3×3 conv at 1024 channels) + the whole CLIP ViT-B/32 (~151 M).
+  EXPECT_GT(released.parameter_count(), 485'000'000);
+  EXPECT_LT(released.parameter_count(), 500'000'000);
+}
+
+TEST(LsegModel, RandomWeightsOfAConfigLoadBackAsThatConfig) {
+  const LsegConfig tiny_config = LsegConfig::infer(checkpoint(), "lseg_tiny.ckpt", tiny_settings());
+  const TensorMap random = random_lseg_weights(tiny_config, 3);
+  EXPECT_EQ(LsegConfig::infer(random, "random", tiny_settings()).describe(), tiny_config.describe());
+  const LsegModel m(random, "random", tiny_settings());
+  const at::Tensor text = m.encode_text(npy("tokens_a.npy"));
+  const at::Tensor logits = m.forward(torch::randn({1, 3, 64, 96}), text);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{1, 5, 64, 96}));
+  EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+  // Normalised features times the fp16 scale: a logit is within ±14.29.
+  EXPECT_LE(logits.abs().max().item<double>(), 14.3);
+  EXPECT_GT(logits.std().item<double>(), 0.0);
+}
+
+TEST(LsegModel, RunsOnTheCpuOnlyAndNeverTrains) {
+  ModelOptions o;
+  o.device = "cuda";
+  std::string msg = test::error_of([&] { LsegModel(checkpoint(), "x.ckpt", tiny_settings(), o); });
+  EXPECT_NE(msg.find("CPU"), std::string::npos) << msg;
+  o = {};
+  o.precision = Precision::FP16;
+  msg = test::error_of([&] { LsegModel(checkpoint(), "x.ckpt", tiny_settings(), o); });
+  EXPECT_NE(msg.find("bfloat16"), std::string::npos) << msg;
+}
+
 TEST(LsegModel, RejectsInputsThatAreNotMultiplesOf32) {
   const std::string msg = test::error_of([] { tiny().vit_hooks(torch::zeros({1, 3, 48, 64})); });
   EXPECT_NE(msg.find("32"), std::string::npos) << msg;
@@ -263,6 +316,20 @@ TEST(LsegParity, EveryStageOfOneForward) {
     expect_features(s.paths[k - 1], npy_f("ss_path" + n + "_" + kStem + ".npy"), "path" + n);
   }
   expect_features(s.image_features, npy_f("ss_image_features_" + kStem + "_a.npy"), "image_features");
+}
+
+TEST(LsegParity, TheReferenceTrunkMatchesToo) {
+  // LibTorch's ops for the ViT (--engine reference) against the same hooks
+  // and logits: the fused engine is not what makes the parity.
+  ASSERT_TRUE(tiny().fused_trunk());
+  ASSERT_FALSE(tiny_reference().fused_trunk());
+  const at::Tensor x = npy_f("ss_input_" + kStem + ".npy");
+  const std::vector<at::Tensor> hooks = tiny_reference().vit_hooks(x);
+  for (int k = 1; k <= 4; ++k)
+    expect_features(hooks[k - 1], npy_f("ss_vit_block_out" + std::to_string(k) + "_" + kStem + ".npy"),
+                    "vit_block_out" + std::to_string(k) + " (reference)");
+  const at::Tensor logits = tiny_reference().forward(x, tiny_reference().encode_text(npy("tokens_a.npy")));
+  expect_close(logits, npy_f("ss_logits_" + kStem + "_a.npy"), 3e-4, 0, "logits (reference)");
 }
 
 TEST(LsegParity, StagesFedTheOfficialInputsOfEachStage) {
@@ -335,6 +402,32 @@ TEST(LsegParity, SingleScaleLogitsAndArgmax) {
   }
 }
 
+// ---- bf16 (ModelOptions::precision) -------------------------------------------------------
+// Not a parity mode: the official model runs float32 on the CPU. bf16 rounds
+// every matmul/conv operand (8 bits of mantissa), so the logits move and a
+// pixel whose top two labels are close may flip. On the tiny random model
+// (labels far closer than a trained model's) the measured agreement with the
+// official argmax is printed; the bound guards against a broken bf16 path
+// (a wrong cast or layout gives chance-level agreement, ~1/K).
+TEST(LsegBf16, EngineAndReferenceTrunksAgreeWithTheOfficialArgmaxMostly) {
+  for (EngineKind engine : {EngineKind::Fused, EngineKind::Reference}) {
+    ModelOptions o;
+    o.precision = Precision::BF16;
+    o.engine = engine;
+    const LsegModel m(checkpoint(), fx("lseg_tiny.ckpt"), tiny_settings(), o);
+    ASSERT_EQ(m.compute_type(), torch::kBFloat16);
+    for (const char* stem : {"000000005001", "000000020992", "000000055299"}) {
+      const at::Tensor logits = m.forward(normalized_png(std::string(stem) + "_ss.png"), m.encode_text(npy("tokens_a.npy")));
+      ASSERT_EQ(logits.scalar_type(), torch::kFloat);
+      const double agree = argmax_agreement(logits, npy(std::string("ss_argmax_") + stem + "_a.npy"));
+      const double max_abs = (logits - npy_f(std::string("ss_logits_") + stem + "_a.npy")).abs().max().item<double>();
+      std::printf("  [lseg] bf16 %s %s: argmax agreement %.4f, max |d logits| %.3g\n", to_string(engine).c_str(),
+                  stem, agree, max_abs);
+      EXPECT_GE(agree, 0.9) << stem;
+    }
+  }
+}
+
 // ---- multi-scale + flip (lseg-spec §7.2) --------------------------------------------------
 // README tolerances: scores |Δ| ≤ 1e-3 (12 forward outputs summed per pixel,
 // each carrying the fp16-boundary effect above), argmax ≥ 99.9 %.
@@ -353,6 +446,27 @@ void check_multi_eval(const std::string& stem) {
   EXPECT_GE(agree, 0.999) << stem;
 }
 }  // namespace
+
+TEST(LsegMultiEval, WindowPlanAndForwardCounts) {
+  const LsegMultiEvalOptions one{520, 480, {1.0}, false};
+  // VOC-sized 500×375 at scale 1: 520×390, long side > crop, short side padded to 480: 1×2 windows.
+  LsegScalePlan p = lseg_scale_plan(375, 500, 1.0, one);
+  EXPECT_EQ(p.height, 390);
+  EXPECT_EQ(p.width, 520);
+  EXPECT_FALSE(p.single_window);
+  EXPECT_TRUE(p.short_side_padded);
+  EXPECT_EQ(p.rows * p.cols, 2);
+  EXPECT_EQ(p.stride, 320);
+  EXPECT_EQ(lseg_forward_count(375, 500, one), 2);
+  // A square 480×480 photo becomes 520×520: 2×2 windows.
+  EXPECT_EQ(lseg_forward_count(480, 480, one), 4);
+  // Six scales + flip on a 640×480 (or 500×375) photo: 1+1+2+4+4+6 windows, twice.
+  const LsegMultiEvalOptions ms;
+  EXPECT_EQ(lseg_forward_count(480, 640, ms), 36);
+  EXPECT_EQ(lseg_forward_count(375, 500, ms), 36);
+  // Scale 0.5: long side 260 fits one padded window.
+  EXPECT_TRUE(lseg_scale_plan(480, 640, 0.5, ms).single_window);
+}
 
 TEST(LsegMultiEval, ScoresAndArgmaxMatchTheOfficialEvaluator) { check_multi_eval("000000055299"); }
 

@@ -41,6 +41,42 @@ at::Tensor lseg_normalize(const cv::Mat& rgb_u8) {
   return x.to(torch::kFloat).div(255).sub(0.5).div(0.5).contiguous();
 }
 
+LsegScalePlan lseg_scale_plan(int64_t h, int64_t w, double s, const LsegMultiEvalOptions& o) {
+  LsegScalePlan p;
+  const int64_t crop = o.crop_size;
+  p.stride = static_cast<int64_t>(crop * 2.0 / 3.0);  // int(crop_size · 2/3) = 320
+  const auto long_size = static_cast<int64_t>(std::ceil(o.base_size * s));
+  int64_t short_size;
+  // `h > w` on the original size; the short side rounds half up (int(v + 0.5)).
+  if (h > w) {
+    p.height = long_size;
+    p.width = static_cast<int64_t>(1.0 * w * long_size / h + 0.5);
+    short_size = p.width;
+  } else {
+    p.width = long_size;
+    p.height = static_cast<int64_t>(1.0 * h * long_size / w + 0.5);
+    short_size = p.height;
+  }
+  p.single_window = long_size <= crop;
+  p.short_side_padded = !p.single_window && short_size < crop;
+  if (!p.single_window) {
+    const int64_t ph = std::max(p.height, p.short_side_padded ? crop : 0);
+    const int64_t pw = std::max(p.width, p.short_side_padded ? crop : 0);
+    p.rows = static_cast<int64_t>(std::ceil(1.0 * (ph - crop) / p.stride)) + 1;
+    p.cols = static_cast<int64_t>(std::ceil(1.0 * (pw - crop) / p.stride)) + 1;
+  }
+  return p;
+}
+
+int64_t lseg_forward_count(int64_t h, int64_t w, const LsegMultiEvalOptions& o) {
+  int64_t n = 0;
+  for (const double s : o.scales) {
+    const LsegScalePlan p = lseg_scale_plan(h, w, s, o);
+    n += p.rows * p.cols;
+  }
+  return n * (o.flip ? 2 : 1);
+}
+
 at::Tensor lseg_multi_eval(const LsegModel& model, const at::Tensor& image, const at::Tensor& text,
                            const LsegMultiEvalOptions& o) {
   torch::NoGradGuard no_grad;
@@ -51,42 +87,28 @@ at::Tensor lseg_multi_eval(const LsegModel& model, const at::Tensor& image, cons
                 "at least one scale");
   const at::Tensor x = image.to(torch::kFloat);
   const int64_t h = x.size(2), w = x.size(3), K = text.size(0), crop = o.crop_size;
-  const int64_t stride = static_cast<int64_t>(crop * 2.0 / 3.0);  // int(crop_size · 2/3) = 320
   at::Tensor scores = torch::zeros({1, K, h, w});
   for (const double s : o.scales) {
-    const auto long_size = static_cast<int64_t>(std::ceil(o.base_size * s));
-    int64_t height, width, short_size;
-    // `h > w` on the original size; the short side rounds half up (int(v + 0.5)).
-    if (h > w) {
-      height = long_size;
-      width = static_cast<int64_t>(1.0 * w * long_size / h + 0.5);
-      short_size = width;
-    } else {
-      width = long_size;
-      height = static_cast<int64_t>(1.0 * h * long_size / w + 0.5);
-      short_size = height;
-    }
-    const at::Tensor cur = resize(x, height, width);
+    const LsegScalePlan p = lseg_scale_plan(h, w, s, o);
+    const at::Tensor cur = resize(x, p.height, p.width);
     at::Tensor out;
-    if (long_size <= crop) {
-      out = infer(model, pad_to(cur, crop), text, o.flip).slice(2, 0, height).slice(3, 0, width);
+    if (p.single_window) {
+      out = infer(model, pad_to(cur, crop), text, o.flip).slice(2, 0, p.height).slice(3, 0, p.width);
     } else {
-      const at::Tensor img = short_size < crop ? pad_to(cur, crop) : cur;
+      const at::Tensor img = p.short_side_padded ? pad_to(cur, crop) : cur;
       const int64_t ph = img.size(2), pw = img.size(3);
-      const int64_t nh = static_cast<int64_t>(std::ceil(1.0 * (ph - crop) / stride)) + 1;
-      const int64_t nw = static_cast<int64_t>(std::ceil(1.0 * (pw - crop) / stride)) + 1;
       at::Tensor acc = torch::zeros({1, K, ph, pw});
       at::Tensor cnt = torch::zeros({1, 1, ph, pw});
-      for (int64_t i = 0; i < nh; ++i)
-        for (int64_t j = 0; j < nw; ++j) {
-          const int64_t h0 = i * stride, w0 = j * stride;
+      for (int64_t i = 0; i < p.rows; ++i)
+        for (int64_t j = 0; j < p.cols; ++j) {
+          const int64_t h0 = i * p.stride, w0 = j * p.stride;
           const int64_t h1 = std::min(h0 + crop, ph), w1 = std::min(w0 + crop, pw);
           const at::Tensor window = img.slice(2, h0, h1).slice(3, w0, w1);
           const at::Tensor o_win = infer(model, pad_to(window, crop), text, o.flip);
           acc.slice(2, h0, h1).slice(3, w0, w1).add_(o_win.slice(2, 0, h1 - h0).slice(3, 0, w1 - w0));
           cnt.slice(2, h0, h1).slice(3, w0, w1).add_(1);
         }
-      out = (acc / cnt).slice(2, 0, height).slice(3, 0, width);
+      out = (acc / cnt).slice(2, 0, p.height).slice(3, 0, p.width);
     }
     scores += resize(out.contiguous(), h, w);
   }

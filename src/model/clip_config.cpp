@@ -148,6 +148,13 @@ ClipConfig ClipConfig::vit_b_16() {
   return c;
 }
 
+ClipConfig ClipConfig::vit_b_32() {
+  ClipConfig c = vit_b_16();
+  c.vision.patch_size = 32;
+  c.vision.grid = 7;
+  return c;
+}
+
 std::string ClipConfig::describe() const {
   std::ostringstream os;
   os << "ViT patch " << vision.patch_size << ", " << image_size() << " px (grid " << vision.grid << "x" << vision.grid

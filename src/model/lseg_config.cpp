@@ -179,6 +179,58 @@ std::map<std::string, std::vector<int64_t>> LsegConfig::expected_shapes() const 
   return s;
 }
 
+LsegConfig LsegConfig::clip_vitl16_384() {
+  LsegConfig c;
+  c.vit_width = 1024, c.vit_depth = 24, c.vit_heads = 16, c.patch_size = 16, c.pos_grid = 24;
+  c.hooks = LsegSettings{}.hooks;
+  c.reassemble_widths = {256, 512, 1024, 1024};
+  c.features = 256;
+  c.out_c = 512;
+  c.clip = ClipConfig::vit_b_32();
+  return c;
+}
+
+int64_t LsegConfig::parameter_count() const {
+  int64_t n = clip.parameter_count();
+  for (const auto& [key, shape] : expected_shapes()) {
+    int64_t k = 1;
+    for (int64_t d : shape) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+TensorMap random_lseg_weights(const LsegConfig& c, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  TensorMap t;
+  for (const auto& [key, shape] : c.expected_shapes()) {
+    at::Tensor x;
+    const bool norm = key.find(".norm") != std::string::npos || key.find(".bn") != std::string::npos;
+    if (ends_with(key, "running_var") || (norm && ends_with(key, ".weight"))) {
+      x = at::ones(shape);
+    } else if (ends_with(key, "bias") || ends_with(key, "running_mean")) {
+      x = at::zeros(shape);
+    } else if (key.find("cls_token") != std::string::npos || key.find("pos_embed") != std::string::npos) {
+      x = at::normal(0.0, 0.02, shape, gen);  // timm's trunc_normal(std=.02)
+    } else {
+      int64_t fan_in = 1;
+      for (size_t i = 1; i < shape.size(); ++i) fan_in *= shape[i];
+      double std = std::pow(static_cast<double>(fan_in), -0.5);
+      if (key.find("attn.proj.") != std::string::npos || key.find("mlp.fc2.") != std::string::npos)
+        std *= std::pow(2.0 * c.vit_depth, -0.5);
+      x = at::normal(0.0, std, shape, gen);
+    }
+    t[key] = x;
+  }
+  for (auto& [key, x] : random_clip_weights(c.clip, seed + 1))
+    t[std::string(kLsegPrefix) + "clip_pretrained." + key] = std::move(x);
+  return t;
+}
+
 std::string LsegConfig::describe() const {
   std::ostringstream o;
   o << "LSeg ViT width " << vit_width << ", depth " << vit_depth << ", " << vit_heads << " heads, patch " << patch_size

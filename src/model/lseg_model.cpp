@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "clipes/model/checkpoint.h"
+#include "clipes/engine/vit_engine.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/util/error.h"
 
@@ -20,12 +21,16 @@ struct VitBlock {
 struct Reassemble {
   at::Tensor project_w, project_b, conv_w, conv_b, resample_w, resample_b;  // resample absent at level 3
 };
-struct BatchNorm {
-  at::Tensor weight, bias, mean, var;
+// A 3×3 convolution (no bias in the checkpoint) followed by an eval-mode
+// BatchNorm, folded into one convolution at load: w·s and β − μ·s with
+// s = γ/√(var + eps). Exact in real arithmetic; in float32 it moves the
+// fixture's decoder outputs by rounding only (tests/test_lseg_model.cpp
+// holds them to the official ones), and it saves a pass over the map.
+struct ConvBn {
+  at::Tensor weight, bias;
 };
 struct ResidualConvUnit {
-  at::Tensor conv1, conv2;
-  BatchNorm bn1, bn2;
+  ConvBn conv1, conv2;
 };
 struct FusionBlock {
   ResidualConvUnit rcu1, rcu2;  // rcu1 unused (and not loaded) in refinenet4
@@ -53,17 +58,11 @@ at::Tensor block_forward(const VitBlock& b, const at::Tensor& x, int64_t heads) 
   return out + h;
 }
 
-at::Tensor batch_norm_eval(const BatchNorm& bn, const at::Tensor& x) {
-  return at::batch_norm(x, bn.weight, bn.bias, bn.mean, bn.var, /*training=*/false, 0.1, kBnEps, false);
-}
-
 // ResidualConvUnit_custom with BatchNorm (lseg-spec §4); the ReLU is not in
 // place, so the skip adds the un-activated input.
 at::Tensor rcu_forward(const ResidualConvUnit& u, const at::Tensor& x) {
-  at::Tensor y = at::relu(x);
-  y = batch_norm_eval(u.bn1, at::conv2d(y, u.conv1, {}, 1, 1));
-  y = at::relu(y);
-  y = batch_norm_eval(u.bn2, at::conv2d(y, u.conv2, {}, 1, 1));
+  at::Tensor y = at::conv2d(at::relu(x), u.conv1.weight, u.conv1.bias, 1, 1);
+  y = at::conv2d(at::relu(y), u.conv2.weight, u.conv2.bias, 1, 1);
   return y + x;
 }
 
@@ -84,12 +83,25 @@ struct LsegModel::Weights {
   at::Tensor head_w, head_b;
 };
 
-LsegModel::LsegModel(const TensorMap& t, const std::string& path, const LsegSettings& settings)
-    : config_(LsegConfig::infer(t, path, settings)), path_(path), w_(std::make_unique<Weights>()) {
-  // infer() checked every key and shape below.
+LsegModel::LsegModel(const TensorMap& t, const std::string& path, const LsegSettings& settings,
+                     const ModelOptions& options)
+    : config_(LsegConfig::infer(t, path, settings)),
+      path_(path),
+      w_(std::make_unique<Weights>()),
+      dtype_(precision_dtype(options.precision)) {
+  if (options.device != "cpu") throw Error("LSeg runs on the CPU only (device '" + options.device + "')");
+  if (options.trainable) throw Error("LSeg's network is inference only");
+  if (dtype_ != at::kFloat && dtype_ != at::kBFloat16) throw Error("LSeg runs in float32 or bfloat16");
+  const bool fused = options.engine == EngineKind::Fused;
+  // infer() checked every key and shape below. `get` is float32 (what the
+  // engine packs from, and what BatchNorm folding needs); `weight` is the
+  // decoder's compute type.
   auto get = [&](const std::string& key) {
     return t.at(std::string(kLsegPrefix) + key).to(at::kFloat).contiguous();
   };
+  auto weight = [&](const std::string& key) { return get(key).to(dtype_); };
+  // The reference trunk runs LibTorch's ops in the compute type throughout.
+  auto block_weight = [&](const std::string& key) { return fused ? get(key) : weight(key); };
   Weights& w = *w_;
   const std::string vit = "pretrained.model.";
   w.cls_token = get(vit + "cls_token");
@@ -98,39 +110,55 @@ LsegModel::LsegModel(const TensorMap& t, const std::string& path, const LsegSett
   w.patch_b = get(vit + "patch_embed.proj.bias");
   for (int i = 0; i <= config_.hooks.back(); ++i) {
     const std::string k = vit + "blocks." + std::to_string(i) + ".";
-    w.blocks.push_back({get(k + "norm1.weight"), get(k + "norm1.bias"), get(k + "attn.qkv.weight"),
-                        get(k + "attn.qkv.bias"), get(k + "attn.proj.weight"), get(k + "attn.proj.bias"),
-                        get(k + "norm2.weight"), get(k + "norm2.bias"), get(k + "mlp.fc1.weight"),
-                        get(k + "mlp.fc1.bias"), get(k + "mlp.fc2.weight"), get(k + "mlp.fc2.bias")});
+    auto b = [&](const std::string& name) { return block_weight(k + name); };
+    w.blocks.push_back({b("norm1.weight"), b("norm1.bias"), b("attn.qkv.weight"), b("attn.qkv.bias"),
+                        b("attn.proj.weight"), b("attn.proj.bias"), b("norm2.weight"), b("norm2.bias"),
+                        b("mlp.fc1.weight"), b("mlp.fc1.bias"), b("mlp.fc2.weight"), b("mlp.fc2.bias")});
   }
-  auto bn = [&](const std::string& k) {
-    return BatchNorm{get(k + "weight"), get(k + "bias"), get(k + "running_mean"), get(k + "running_var")};
+  auto conv_bn = [&](const std::string& conv, const std::string& bn) {
+    const at::Tensor scale = get(bn + "weight") / at::sqrt(get(bn + "running_var") + kBnEps);
+    return ConvBn{(get(conv) * scale.view({-1, 1, 1, 1})).to(dtype_).contiguous(),
+                  (get(bn + "bias") - get(bn + "running_mean") * scale).to(dtype_)};
   };
   auto rcu = [&](const std::string& k) {
-    return ResidualConvUnit{get(k + "conv1.weight"), get(k + "conv2.weight"), bn(k + "bn1."), bn(k + "bn2.")};
+    return ResidualConvUnit{conv_bn(k + "conv1.weight", k + "bn1."), conv_bn(k + "conv2.weight", k + "bn2.")};
   };
   for (int k = 1; k <= 4; ++k) {
     const size_t i = static_cast<size_t>(k - 1);
     const std::string ap = "pretrained.act_postprocess" + std::to_string(k) + ".";
     Reassemble& r = w.reassemble[i];
-    r.project_w = get(ap + "0.project.0.weight");
-    r.project_b = get(ap + "0.project.0.bias");
-    r.conv_w = get(ap + "3.weight");
-    r.conv_b = get(ap + "3.bias");
-    if (k != 3) {
-      r.resample_w = get(ap + "4.weight");
-      r.resample_b = get(ap + "4.bias");
+    r.project_w = weight(ap + "0.project.0.weight");
+    r.project_b = weight(ap + "0.project.0.bias");
+    r.conv_w = weight(ap + "3.weight");
+    r.conv_b = weight(ap + "3.bias");
+    if (k != 3) {  // levels 1, 2: transposed, float32 (see reassemble); level 4: a conv
+      r.resample_w = k == 4 ? weight(ap + "4.weight") : get(ap + "4.weight");
+      r.resample_b = k == 4 ? weight(ap + "4.bias") : get(ap + "4.bias");
     }
-    w.layer_rn[i] = get("scratch.layer" + std::to_string(k) + "_rn.weight");
+    w.layer_rn[i] = weight("scratch.layer" + std::to_string(k) + "_rn.weight");
     const std::string rn = "scratch.refinenet" + std::to_string(k) + ".";
     FusionBlock& f = w.fusion[i];
     if (k != 4) f.rcu1 = rcu(rn + "resConfUnit1.");
     f.rcu2 = rcu(rn + "resConfUnit2.");
-    f.out_w = get(rn + "out_conv.weight");
-    f.out_b = get(rn + "out_conv.bias");
+    f.out_w = weight(rn + "out_conv.weight");
+    f.out_b = weight(rn + "out_conv.bias");
   }
-  w.head_w = get("scratch.head1.weight");
-  w.head_b = get("scratch.head1.bias");
+  w.head_w = weight("scratch.head1.weight");
+  w.head_b = weight("scratch.head1.bias");
+
+  if (fused) {
+    // timm's Block is OpenAI's ResidualAttentionBlock under other names
+    // (qkv = in_proj, proj = out_proj, fc1/fc2 = c_fc/c_proj) with exact GELU
+    // and LayerNorm eps 1e-6 (lseg-spec §2); the engine computes the scores
+    // as (q·kᵀ)·scale in one product, timm's order.
+    std::vector<EngineBlockWeights> blocks;
+    for (const VitBlock& b : w.blocks)
+      blocks.push_back({b.norm1_w, b.norm1_b, b.qkv_w, b.qkv_b, b.proj_w, b.proj_b, b.norm2_w, b.norm2_b, b.fc1_w,
+                        b.fc1_b, b.fc2_w, b.fc2_b});
+    engine_ = std::make_shared<VitEngine>(blocks, blocks.back(), config_.vit_heads, EngineActivation::Gelu,
+                                          dtype_ == at::kBFloat16, static_cast<float>(kVitLnEps));
+    w.blocks.clear();  // the engine holds (fp32) or packed (bf16) what it needs
+  }
 
   // The CLIP text tower (lseg-spec §5) through clipes' own CLIP, in float32.
   // Its vision tower is built too (ClipModel has both) but never run; the
@@ -140,14 +168,14 @@ LsegModel::LsegModel(const TensorMap& t, const std::string& path, const LsegSett
   for (auto it = t.lower_bound(clip_prefix); it != t.end() && it->first.compare(0, clip_prefix.size(), clip_prefix) == 0;
        ++it)
     clip[it->first.substr(clip_prefix.size())] = it->second;
-  ModelOptions options;
-  options.engine = EngineKind::Reference;
-  options.activation = Activation::QuickGelu;
-  clip_ = std::make_shared<ClipModel>(clip, config_.clip, options);
+  ModelOptions text_options;  // float32 whatever the image side's precision (see the header)
+  text_options.engine = EngineKind::Reference;
+  text_options.activation = Activation::QuickGelu;
+  clip_ = std::make_shared<ClipModel>(clip, config_.clip, text_options);
 }
 
-LsegModel LsegModel::load(const std::string& path, const LsegSettings& settings) {
-  return LsegModel(read_torch_save_tensors(path), path, settings);
+LsegModel LsegModel::load(const std::string& path, const LsegSettings& settings, const ModelOptions& options) {
+  return LsegModel(read_torch_save_tensors(path), path, settings, options);
 }
 
 LsegModel::~LsegModel() = default;
@@ -186,8 +214,19 @@ std::vector<at::Tensor> LsegModel::vit_hooks(const at::Tensor& x_in) const {
   t = at::cat({w.cls_token.expand({B, -1, -1}), t}, 1) + pos;
 
   // Blocks up to the last hook; the final norm is discarded by the official
-  // code, so neither it nor later blocks run (lseg-spec §2 item 5).
+  // code, so neither it nor later blocks run (lseg-spec §2 item 5). The
+  // engine keeps the residual stream float32 (bf16 operands in bf16).
   std::vector<at::Tensor> out;
+  if (engine_) {
+    int begin = 0;
+    for (int hook : config_.hooks) {
+      t = engine_->run(t, begin, hook + 1, {}).x;
+      out.push_back(t.to(dtype_));
+      begin = hook + 1;
+    }
+    return out;
+  }
+  t = t.to(dtype_);
   size_t next = 0;
   for (int i = 0; i <= config_.hooks.back(); ++i) {
     t = block_forward(w.blocks[static_cast<size_t>(i)], t, config_.vit_heads);
@@ -204,7 +243,7 @@ std::vector<at::Tensor> LsegModel::reassemble(const std::vector<at::Tensor>& hoo
   std::vector<at::Tensor> out;
   for (size_t i = 0; i < 4; ++i) {
     const Reassemble& r = w_->reassemble[i];
-    const at::Tensor& t = hooks.at(i);
+    const at::Tensor t = hooks.at(i).to(dtype_);
     const int64_t B = t.size(0), N = t.size(1) - 1, D = t.size(2);
     // Readout "project": cat(patch tokens, cls), patch first (lseg-spec §3, §10 item 5).
     const at::Tensor patches = t.slice(1, 1);
@@ -215,7 +254,10 @@ std::vector<at::Tensor> LsegModel::reassemble(const std::vector<at::Tensor>& hoo
     y = at::conv2d(y, r.conv_w, r.conv_b);
     if (i == 0 || i == 1) {
       const int64_t s = r.resample_w.size(2);  // kernel = stride: ×4, ×2
-      y = at::conv_transpose2d(y, r.resample_w, r.resample_b, {s, s});
+      // In float32 whatever the compute type: LibTorch 1.13's bf16 transposed
+      // convolution returned a 1×1 map for the ×4 kernel on the tiny fixture
+      // (measured); these two layers are ~1 % of the decoder's FLOPs.
+      y = at::conv_transpose2d(y.to(at::kFloat), r.resample_w, r.resample_b, {s, s}).to(dtype_);
     } else if (i == 3) {
       y = at::conv2d(y, r.resample_w, r.resample_b, {2, 2}, {1, 1});
     }
@@ -267,7 +309,7 @@ LsegStages LsegModel::forward_stages(const at::Tensor& x) const {
 at::Tensor LsegModel::image_features(const at::Tensor& x) const {
   const std::vector<at::Tensor> hooks = vit_hooks(x);
   const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
-  return head(fuse(layer_rn(reassemble(hooks, gh, gw)))[0]);
+  return head(fuse(layer_rn(reassemble(hooks, gh, gw)))[0]).to(at::kFloat);
 }
 
 at::Tensor LsegModel::forward(const at::Tensor& x, const at::Tensor& text_features) const {

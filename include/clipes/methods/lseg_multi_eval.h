@@ -24,6 +24,19 @@ struct LsegMultiEvalOptions {
 // in torchvision's float32 order. `rgb_u8` CV_8UC3 (R,G,B) → [1, 3, H, W].
 at::Tensor lseg_normalize(const cv::Mat& rgb_u8);
 
+// Where one scale of the evaluator puts its windows (lseg-spec §7.2): the
+// image resized to height×width (long side ceil(base·s)); one window padded
+// to crop×crop when the long side fits, else rows×cols windows of crop at
+// `stride` over the image, first padded to crop on the short side if shorter.
+struct LsegScalePlan {
+  int64_t height = 0, width = 0;
+  bool single_window = true, short_side_padded = false;
+  int64_t rows = 1, cols = 1, stride = 0;
+};
+LsegScalePlan lseg_scale_plan(int64_t h, int64_t w, double scale, const LsegMultiEvalOptions& options);
+// Network forwards lseg_multi_eval makes for an h×w image (flips included).
+int64_t lseg_forward_count(int64_t h, int64_t w, const LsegMultiEvalOptions& options);
+
 // Summed raw logits [1, K, h, w] for a normalised image [1, 3, h, w] of any
 // size and text features [K, C] (LsegModel::encode_text's).
 at::Tensor lseg_multi_eval(const LsegModel& model, const at::Tensor& image, const at::Tensor& text_features,

@@ -41,6 +41,8 @@ struct ClipConfig {
 
   // OpenAI ViT-B/16: width 768, 12 layers, patch 16, 224 px; text 512/12/77/49408; embed 512.
   static ClipConfig vit_b_16();
+  // OpenAI ViT-B/32: as ViT-B/16 with patch 32 (grid 7); LSeg's text tower (lseg-spec §5).
+  static ClipConfig vit_b_32();
 
   // Every tensor name and shape this configuration needs.
   std::map<std::string, std::vector<int64_t>> expected_shapes() const;

@@ -47,7 +47,21 @@ struct LsegConfig {
   // Every "net.pretrained.*" / "net.scratch.*" key the forward reads, with its shape.
   std::map<std::string, std::vector<int64_t>> expected_shapes() const;
   std::string describe() const;  // one line, for logs
+
+  // The released models' sizes (demo_e200.ckpt and the other clip_vitl16_384
+  // checkpoints, lseg-spec §9): ViT-L/16 at 384 px (24 blocks, 16 heads),
+  // reassemble 256/512/1024/1024, F = 256, C = 512, CLIP ViT-B/32 text.
+  static LsegConfig clip_vitl16_384();
+  int64_t parameter_count() const;  // the tensors expected_shapes() names, plus the CLIP
 };
+
+// Random weights in the checkpoint's layout ("net.…" keys, float32) for a
+// configuration: what `clipes bench --method lseg` times when no checkpoint
+// is at hand (the released files are 1.9 GB and cannot be fetched here).
+// Linear/conv weights normal with std fan_in^-0.5 (the ViT's residual
+// branches also scaled by (2·depth)^-0.5, as random_clip_weights), norms 1/0,
+// BatchNorm statistics 0/1: activations keep a sane range through 24 blocks.
+TensorMap random_lseg_weights(const LsegConfig& config, uint64_t seed = 0);
 
 // The prefix every state_dict key of an LSegModule carries (lseg-spec §9, §10 item 12).
 inline constexpr const char* kLsegPrefix = "net.";

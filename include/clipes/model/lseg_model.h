@@ -3,8 +3,14 @@
 // trunk, DPT reassemble + RefineNet decoder to per-pixel embeddings, CLIP
 // text features, and the per-pixel logits with LSeg's fp16 step.
 //
-// Float32 on the CPU. Each stage is a public method so that tests (and tools)
-// can compare every intermediate with the official hooks' outputs.
+// On the CPU, float32 or bf16 (ModelOptions::precision). The ViT trunk runs
+// on the fused CPU engine (engine/vit_engine.h, the one CLIP's vision tower
+// uses) unless ModelOptions::engine is Reference, LibTorch's ops then. The
+// decoder is LibTorch's convolutions, in the compute type, with each
+// BatchNorm folded into the convolution before it. The text tower and the
+// logit step stay float32 (lseg-spec §6's fp16 step needs float32 inputs).
+// Each stage is a public method so that tests (and tools) can compare every
+// intermediate with the official hooks' outputs; they return the compute type.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -13,10 +19,12 @@
 #include <vector>
 
 #include "clipes/model/lseg_config.h"
+#include "clipes/model/model_options.h"
 
 namespace clipes {
 
 class ClipModel;
+class VitEngine;
 
 // LSeg's logit scale: exp(float32(ln(1/0.07))), a constant of the code, not a
 // checkpoint tensor (lseg-spec §6). 0x1.c92492p+3.
@@ -34,15 +42,20 @@ struct LsegStages {
 class LsegModel {
  public:
   // From a checkpoint's tensors as stored ("net.…" keys, lseg-spec §9);
-  // `path` is the file named in errors. Weights are copied to float32.
-  LsegModel(const TensorMap& checkpoint, const std::string& path, const LsegSettings& settings = {});
+  // `path` is the file named in errors. Weights are copied to the compute
+  // type. options: precision (fp32 | bf16) and engine; the device must be the
+  // CPU and the weights are never trained (anything else is a clipes::Error).
+  LsegModel(const TensorMap& checkpoint, const std::string& path, const LsegSettings& settings = {},
+            const ModelOptions& options = {});
   // Reads a PyTorch-Lightning .ckpt (model/checkpoint.h read_torch_save_tensors).
-  static LsegModel load(const std::string& path, const LsegSettings& settings = {});
+  static LsegModel load(const std::string& path, const LsegSettings& settings = {}, const ModelOptions& options = {});
   ~LsegModel();
   LsegModel(LsegModel&&) noexcept;
   LsegModel& operator=(LsegModel&&) noexcept;
 
   const LsegConfig& config() const { return config_; }
+  at::ScalarType compute_type() const { return dtype_; }  // float32 or bfloat16
+  bool fused_trunk() const { return engine_ != nullptr; }
 
   // --- text (lseg-spec §5) ---
   // CLIP encode_text at the EOT token: [K, ctx] int64 → [K, C]. Not normalised.
@@ -72,6 +85,8 @@ class LsegModel {
   std::string path_;
   std::unique_ptr<Weights> w_;
   std::shared_ptr<ClipModel> clip_;
+  at::ScalarType dtype_;
+  std::shared_ptr<VitEngine> engine_;  // the trunk's blocks, when fused
 };
 
 // lseg-spec §6: both sides L2-normalised (no epsilon), the image side rounded
