@@ -155,5 +155,61 @@ TEST(LsegSegment, OptionsOfTheOtherFamilyAreOneLineErrors) {
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
 }
 
+TEST(LsegSegment, Bf16RunsAndAgreesWithTheFp32MasksMostly) {
+  // --precision bf16 is LSeg's fast path (model/lseg_model.h); on the tiny
+  // random model most pixels keep fp32's label (a broken cast would be ~1/5).
+  const std::string dir = test::make_temp_dir("lseg-bf16");
+  fs::create_directories(dir + "/images");
+  fs::copy_file(fx("000000005001_ss.png"), dir + "/images/000000005001_ss.png");
+  std::string log;
+  for (const char* precision : {"fp32", "bf16"})
+    ASSERT_EQ(test::run_command(lseg_command() + " --dataset " + dir + "/images --format folder --classes " + kSetA +
+                                    " --single-forward --precision " + precision + " --out " + dir + "/" + precision,
+                                &log),
+              0)
+        << log;
+  const cv::Mat a = read_label_png(dir + "/fp32/masks/000000005001_ss.png");
+  const cv::Mat b = read_label_png(dir + "/bf16/masks/000000005001_ss.png");
+  ASSERT_EQ(a.size(), b.size());
+  const double same = static_cast<double>(cv::countNonZero(a == b)) / static_cast<double>(a.total());
+  std::printf("  [lseg] bf16 vs fp32 masks: %.4f of pixels agree\n", same);
+  EXPECT_GE(same, 0.9);
+  const nlohmann::json run = nlohmann::json::parse(read_file(dir + "/bf16/run.json"));
+  EXPECT_NE(run.dump().find("bf16"), std::string::npos);
+}
+
+TEST(LsegBench, ReportsOneForwardStageByStageAndEachPhotoWithItsForwardCount) {
+  // `clipes bench --method lseg` on the fixture checkpoint (the random
+  // released-size model is what docs/performance.md times; too slow here).
+  std::string log;
+  const std::string dir = test::make_temp_dir("lseg-bench");
+  ASSERT_EQ(test::run_command(test::clipes_binary() + " -q bench --method lseg --model " + fx("lseg_tiny.ckpt") +
+                                  " --set vit_heads=2 --runs 1 --warmup 0 --case 500x375:3 --case 96x64:2 --json " +
+                                  dir + "/bench.json",
+                              &log),
+            0)
+      << log;
+  const nlohmann::json j = nlohmann::json::parse(read_file(dir + "/bench.json"));
+  EXPECT_EQ(j["method"], "lseg");
+  ASSERT_EQ(j["results"].size(), 3u);
+  const nlohmann::json& forward = j["results"][0];
+  EXPECT_EQ(forward["input_h"], 480);
+  EXPECT_EQ(forward["tokens"], 901);
+  ASSERT_EQ(forward["stages"].size(), 3u);
+  for (const auto& stage : forward["stages"]) {
+    EXPECT_GT(stage["gflop"].get<double>(), 0) << stage.dump();
+    EXPECT_GT(stage["mean_ms"].get<double>(), 0) << stage.dump();
+  }
+  // At the default scale the evaluator resizes the long side to 520 (base
+  // size) whatever the photo's size: > crop 480, so a VOC-sized photo and a
+  // 96×64 one are both two 480×480 windows.
+  EXPECT_EQ(j["results"][1]["stages"][2]["stage"].get<std::string>(), "2 forward(s)");
+  EXPECT_EQ(j["results"][2]["stages"][2]["stage"].get<std::string>(), "2 forward(s)");
+  EXPECT_EQ(j["results"][1]["labels"], 3);
+  // Flags that belong to LSeg are refused for CLIP-ES.
+  EXPECT_EQ(test::run_command(test::clipes_binary() + " -q bench --flip --runs 1", &log), 2) << log;
+  EXPECT_NE(log.find("--method lseg"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace clipes

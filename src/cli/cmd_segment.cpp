@@ -29,6 +29,7 @@
 #include "clipes/util/sha256.h"
 #include "clipes/util/strings.h"
 #include "batch_command.h"
+#include "lseg_options.h"
 #include "command.h"
 #include "progress_bar.h"
 
@@ -47,62 +48,18 @@ struct SegmentCli : BatchCli {
   double bg_threshold = -1;  // <0: the method's own background
   int resize_short = 0, window = 0, stride = 0;
   bool value_only = false, save_cams = false, vis = false;
-  // LSeg only (its own network, methods/lseg_segmenter.h)
-  std::string scales = "1";
-  bool flip = false, single_forward = false;
+  LsegFlags lseg;  // LSeg only (its own network, methods/lseg_segmenter.h)
 };
 
-// `--method lseg` is LSeg's own network, not a method on the CLIP trunk: it is
-// not in the dense-method registry, and its options are checked here.
-constexpr const char* kLseg = "lseg";
-
-struct LsegCli {
-  LsegSettings settings;
-  LsegSegmentOptions options;
-  nlohmann::json recorded = nlohmann::json::object();  // what enters settings.json
-};
-
+// LSeg's flags (lseg_options.h) plus the CLIP-trunk flags it must refuse.
 LsegCli lseg_options(const SegmentCli& o, CLI::App* app) {
   for (const char* flag : {"--heads", "--value-only", "--window", "--stride", "--resize-short", "--templates"})
     if (app->get_option_no_throw(flag) && app->get_option_no_throw(flag)->count() > 0)
       throw Error(std::string(flag) + " is for the CLIP-trunk methods; LSeg reads its labels raw and runs its own "
                                       "evaluator (--scales, --flip, --single-forward)");
-  if (o.runtime.device != "cpu" || o.runtime.precision != "fp32")
-    throw Error("--method lseg runs in fp32 on the CPU for now (--device cpu --precision fp32)");
-  LsegCli l;
-  for (const std::string& kv : o.params) {
-    const size_t eq = kv.find('=');
-    const std::string key = kv.substr(0, eq), value = eq == std::string::npos ? "" : kv.substr(eq + 1);
-    if (key != "vit_heads" || value.empty())
-      throw Error("--set " + printable(kv) + ": lseg takes vit_heads=N (ViT attention heads; default width/64)");
-    try {
-      l.settings.vit_heads = std::stoi(value);
-    } catch (const std::exception&) {
-      throw Error("--set vit_heads=" + printable(value) + ": expected a whole number");
-    }
-    if (l.settings.vit_heads <= 0) throw Error("--set vit_heads must be positive");
-    l.recorded["vit_heads"] = l.settings.vit_heads;
-  }
-  l.options.single_forward = o.single_forward;
-  l.options.bg_threshold = o.bg_threshold;
-  l.options.evaluator.flip = o.flip;
-  l.options.evaluator.scales.clear();
-  for (const std::string& t : split_comma_list(o.scales)) {
-    double v = 0;
-    try {
-      size_t used = 0;
-      v = std::stod(t, &used);
-      if (used != t.size()) throw std::invalid_argument(t);
-    } catch (const std::exception&) {
-      throw Error("--scales " + printable(o.scales) + ": expected numbers such as 0.5,0.75,1,1.25,1.5,1.75");
-    }
-    if (!(v > 0 && v <= 8)) throw Error("--scales: each scale must be in (0, 8]");
-    l.options.evaluator.scales.push_back(v);
-  }
-  if (l.options.evaluator.scales.empty()) throw Error("--scales: give at least one scale");
-  if (o.single_forward && (o.flip || o.scales != "1"))
-    throw Error("--single-forward runs the network once on the image as it is: no --scales or --flip");
-  return l;
+  if (o.runtime.device != "cpu" || (o.runtime.precision != "fp32" && o.runtime.precision != "bf16"))
+    throw Error("--method lseg runs on the CPU in fp32 or bf16 for now (--device cpu, --precision fp32|bf16)");
+  return parse_lseg_cli(o.lseg, o.params, o.bg_threshold);
 }
 
 // The method's parameters: --set KEY=VALUE, plus the flags that spell two of
@@ -150,7 +107,7 @@ MethodParams method_params(const SegmentCli& o, const DenseMethodInfo& method) {
 
 std::string method_help() {
   std::string help = "dense method:";
-  help += std::string("\n  ") + kLseg +
+  help += std::string("\n  ") + kLsegMethod +
           ": LSeg's own network from its checkpoint (--model demo_e200.ckpt; --scales, --flip, "
           "--single-forward)\n      vit_heads  ViT attention heads (default width/64)";
   for (const DenseMethodInfo* m : dense_methods()) {
@@ -175,9 +132,9 @@ int run_segment(const SegmentCli& o, CLI::App* app) {
   const ClassConfig class_config = resolve_segment_classes(o);
   const ClassConfig::LabelIds ids = ClassConfig::parse_label_ids(o.label_ids);
   const SegmentClasses classes = SegmentClasses::from_class_config(class_config, ids);
-  const bool lseg = o.method == kLseg;
+  const bool lseg = o.method == kLsegMethod;
   const std::optional<LsegCli> lseg_cli = lseg ? std::optional<LsegCli>(lseg_options(o, app)) : std::nullopt;
-  if (!lseg && (o.flip || o.single_forward || o.scales != "1"))
+  if (!lseg && lseg_flags_given(o.lseg))
     throw Error("--scales, --flip and --single-forward are LSeg's evaluator (--method lseg)");
   // LSeg reads each label raw (lseg-spec §5): no templates.
   const std::vector<std::string> templates = lseg ? std::vector<std::string>{} : resolve_templates(o.templates);
@@ -213,7 +170,7 @@ int run_segment(const SegmentCli& o, CLI::App* app) {
   settings.update(nlohmann::json{{"command", "segment"},
                                  {"class_set", nlohmann::json::parse(class_config.to_json_text())},
                                  {"label_ids", o.label_ids},
-                                 {"method", lseg ? std::string(kLseg) : method.name},
+                                 {"method", lseg ? std::string(kLsegMethod) : method.name},
                                  {"heads_sha256", heads.empty() ? "" : sha256_file(heads)},
                                  {"templates", nlohmann::json::array()},
                                  {"maskclip_residual", residual},
@@ -225,9 +182,9 @@ int run_segment(const SegmentCli& o, CLI::App* app) {
   if (!params.recorded.empty()) settings["method_params"] = params.recorded;
   if (lseg) {
     if (!lseg_cli->recorded.empty()) settings["method_params"] = lseg_cli->recorded;
-    settings["lseg"] = {{"single_forward", o.single_forward},
+    settings["lseg"] = {{"single_forward", o.lseg.single_forward},
                         {"scales", lseg_cli->options.evaluator.scales},
-                        {"flip", o.flip},
+                        {"flip", o.lseg.flip},
                         {"base_size", lseg_cli->options.evaluator.base_size},
                         {"crop_size", lseg_cli->options.evaluator.crop_size}};
   }
@@ -242,8 +199,8 @@ int run_segment(const SegmentCli& o, CLI::App* app) {
   std::unique_ptr<LsegModel> lseg_model;
   std::unique_ptr<ImageSegmenter> segmenter;
   if (lseg) {
-    spdlog::info("loading {} (LSeg, fp32, cpu)", printable(o.model));
-    lseg_model = std::make_unique<LsegModel>(LsegModel::load(o.model, lseg_cli->settings));
+    spdlog::info("loading {} (LSeg, {}, cpu)", printable(o.model), o.runtime.precision);
+    lseg_model = std::make_unique<LsegModel>(LsegModel::load(o.model, lseg_cli->settings, to_model_options(o.runtime)));
     std::vector<int64_t> ids;
     for (const std::string& q : classes.queries) {
       const std::vector<int64_t> t = tokenizer.encode_for_model(q, 77);
@@ -263,7 +220,7 @@ int run_segment(const SegmentCli& o, CLI::App* app) {
   }
 
   spdlog::info("{} images listed; {} with {} classes ({} queries, {} templates); writing to {}", records.size(),
-               lseg ? kLseg : method.name, classes.num_classes(), classes.queries.size(), templates.size(),
+               lseg ? kLsegMethod : method.name, classes.num_classes(), classes.queries.size(), templates.size(),
                printable(o.out));
   ProgressBar bar("segment");
   const SegmentStats stats =
@@ -301,7 +258,7 @@ const bool registered = register_command({
                      "set's own background words)");
       sub.add_option("--method", o->method, method_help())
           ->check([](const std::string& name) {
-            if (name == kLseg) return std::string();
+            if (name == kLsegMethod) return std::string();
             try {
               find_dense_method(name);
               return std::string();
@@ -334,13 +291,7 @@ const bool registered = register_command({
                      "of the method's own rule: the \"constant c\" that eval --cams reports")
           ->check(CLI::Range(0.0, 1.0));
       sub.add_flag("--vis", o->vis, "also write contact sheets OUT/vis/<stem>.jpg");
-      sub.add_option("--scales", o->scales,
-                     "LSeg: scales of its evaluator (base 520, crop 480 windows), e.g. 0.5,0.75,1,1.25,1.5,1.75 as "
-                     "LSeg_MultiEvalModule")
-          ->capture_default_str();
-      sub.add_flag("--flip", o->flip, "LSeg: add each window's mirrored forward (the official evaluator's flip)");
-      sub.add_flag("--single-forward", o->single_forward,
-                   "LSeg: the network once on the image as it is (LSegNet.forward; sides multiples of 32)");
+      add_lseg_flags(sub, o->lseg);
       add_batch_run_options(sub, *o);
       return [o, &sub]() {
         o->vocab = vocab_or_beside_model(o->vocab, o->model);

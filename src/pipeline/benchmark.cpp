@@ -19,46 +19,10 @@
 #include "clipes/engine/vit_engine.h"
 #include "clipes/model/clip_model.h"
 #include "clipes/methods/clip_es.h"
+#include "bench_support.h"
 
 namespace clipes {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-double mean(const std::vector<double>& v) { return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / v.size(); }
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;  // Linux reports KiB
-}
-
-// A photo-like test image: smooth colour gradients plus noise, so JPEG decode
-// costs what a real photo costs (a flat image would decode unrealistically fast).
-std::vector<uchar> synthetic_jpeg(int height, int width) {
-  cv::Mat img(height, width, CV_8UC3);
-  std::mt19937 rng(42);
-  std::uniform_int_distribution<int> noise(-20, 20);
-  for (int y = 0; y < height; ++y)
-    for (int x = 0; x < width; ++x) {
-      auto& p = img.at<cv::Vec3b>(y, x);
-      p[0] = cv::saturate_cast<uchar>(255.0 * x / width + noise(rng));
-      p[1] = cv::saturate_cast<uchar>(255.0 * y / height + noise(rng));
-      p[2] = cv::saturate_cast<uchar>(128 + noise(rng));
-    }
-  cv::circle(img, {width / 2, height / 2}, std::min(width, height) / 4, {30, 200, 60}, -1);
-  std::vector<uchar> bytes;
-  cv::imencode(".jpg", img, bytes, {cv::IMWRITE_JPEG_QUALITY, 90});
-  return bytes;
-}
-
-}  // namespace
+using namespace bench;
 
 double block_forward_flop(double L, double D) {
   // q,k,v + out projection (8LD²) and the 4× MLP (16LD²): 24LD²; QKᵀ and P·V: 4L²D.
@@ -244,10 +208,12 @@ nlohmann::json bench_result_json(const BenchResult& r) {
   for (const auto& s : r.stages)
     stages.push_back({{"stage", s.name}, {"mean_ms", s.mean_ms}, {"median_ms", s.median_ms}, {"gflop", s.gflop},
                       {"gflop_per_s", s.gflop_per_s}, {"peak_fraction", s.peak_fraction}});
-  return {{"height", r.bench_case.height}, {"width", r.bench_case.width}, {"labels", r.bench_case.labels},
+  nlohmann::json j = {{"height", r.bench_case.height}, {"width", r.bench_case.width}, {"labels", r.bench_case.labels},
           {"input_h", r.input_h}, {"input_w", r.input_w}, {"tokens", r.tokens}, {"stages", stages},
           {"total_mean_ms", r.total_mean_ms}, {"total_median_ms", r.total_median_ms},
           {"images_per_s", r.images_per_s}, {"peak_rss_mb", r.peak_rss_mb}};
+  if (!r.title.empty()) j["title"] = r.title;
+  return j;
 }
 
 std::string format_bench_table(const std::vector<BenchResult>& results, double peak_gflops,
@@ -258,8 +224,9 @@ std::string format_bench_table(const std::vector<BenchResult>& results, double p
                 precision.c_str(), torch::get_num_threads(), peak_gflops);
   out += line;
   for (const auto& r : results) {
-    std::snprintf(line, sizeof line, "\n%dx%d, K=%d  (input %dx%d, %d tokens)\n", r.bench_case.width,
-                  r.bench_case.height, r.bench_case.labels, r.input_w, r.input_h, r.tokens);
+    std::snprintf(line, sizeof line, "\n%s%s%dx%d, K=%d  (input %dx%d, %d tokens)\n", r.title.c_str(),
+                  r.title.empty() ? "" : ": ", r.bench_case.width, r.bench_case.height, r.bench_case.labels, r.input_w,
+                  r.input_h, r.tokens);
     out += line;
     std::snprintf(line, sizeof line, "  %-18s %10s %10s %8s %9s %6s\n", "stage", "mean ms", "median ms", "GFLOP",
                   "GFLOP/s", "peak");

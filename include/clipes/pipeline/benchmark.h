@@ -29,6 +29,7 @@ struct StageStats {
 };
 
 struct BenchResult {
+  std::string title;  // what was run, when not CLIP-ES on a photo (LSeg's rows)
   BenchCase bench_case;
   int input_h = 0, input_w = 0, tokens = 0;  // network input and L = 1 + h·w
   std::vector<StageStats> stages;            // decode, preprocess, trunk, last_block+grads, caa, mask+write
