@@ -366,6 +366,16 @@ TEST(LsegParity, LogitsFromTheOfficialFeatures) {
                npy_f("ss_logits_" + kStem + "_a.npy"), 1e-5, 1e-4, "×2 upsampling (official lowres)");
 }
 
+TEST(LsegParity, HeadLogitsFromTheOfficialPath1) {
+  // forward's fused tail (head1 as a pixel-major GEMM, the logits in slabs,
+  // ×2) from the official path1: the fixture's logits at the whole-model bound.
+  const at::Tensor text = tiny().encode_text(npy("tokens_a.npy"));
+  expect_close(tiny().head_logits(npy_f("ss_path1_" + kStem + ".npy"), text), npy_f("ss_logits_" + kStem + "_a.npy"),
+               3e-4, 0, "head_logits (official path1)");
+  EXPECT_NE(test::error_of([&] { (void)tiny().head_logits(npy_f("ss_path1_" + kStem + ".npy"), text.slice(1, 0, 8)); }),
+            "");
+}
+
 TEST(LsegParity, WithoutTheFp16StepTheLogitsWouldMissTheTolerance) {
   // Guards the test above: the same product in plain float32 with the exact
   // scale misses by ≈1e-3 on these fixtures (README), so the 3e-4 bound does

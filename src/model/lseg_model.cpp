@@ -315,14 +315,64 @@ at::Tensor LsegModel::image_features(const at::Tensor& x) const {
 at::Tensor LsegModel::forward(const at::Tensor& x, const at::Tensor& text_features) const {
   const std::vector<at::Tensor> hooks = vit_hooks(x);
   const int64_t gh = x.size(2) / config_.patch_size, gw = x.size(3) / config_.patch_size;
-  const at::Tensor p1 = fuse(layer_rn(reassemble(hooks, gh, gw)))[0];
-  // head1 and the logits are per pixel: run them in slabs of rows so the
-  // C-channel feature map (118 MB at 480×480) is never whole in memory.
-  const int64_t h = p1.size(2), rows = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, p1.size(3)));
-  std::vector<at::Tensor> parts;
-  for (int64_t r0 = 0; r0 < h; r0 += rows)
-    parts.push_back(lseg_logits_lowres(head(p1.slice(2, r0, std::min(h, r0 + rows))), text_features));
-  return lseg_upsample_logits(at::cat(parts, 2));
+  return head_logits(fuse(layer_rn(reassemble(hooks, gh, gw)))[0], text_features);
+}
+
+namespace {
+
+// [K, C] text features → their L2-normalised transpose [C, K] (lseg-spec §6:
+// no epsilon; torch 1.13's `x.norm(dim=-1)` is linalg.vector_norm(x, 2)).
+at::Tensor normalized_text_t(const at::Tensor& text_features) {
+  const at::Tensor t = text_features.to(at::kFloat);
+  return (t / at::linalg_vector_norm(t, 2, {-1}, true)).t();
+}
+
+// The logits of pixel-major image features f [n, C] (any float dtype) against
+// tt [C, K] into out [n, K] (float32, contiguous). Every step is per pixel, so
+// pixels go in slabs of 1024: a [1024, 512] float slab (2 MB) stays in L2
+// through the six elementwise passes (8192-pixel slabs measured ~2× slower).
+void pixel_logits(const at::Tensor& f_all, const at::Tensor& tt, at::Tensor out) {
+  // The fp16 step (lseg-spec §6): `logit_scale * f.half()` rounds f to fp16,
+  // casts the scale to fp16 (14.2890625) and rounds the product to fp16. The
+  // product of two fp16 values is exact in float32, so one rounding after the
+  // float multiply is the fp16 multiply. The GEMM is float32, as on the CPU.
+  const float scale_half = static_cast<float>(c10::Half(kLsegLogitScale));
+  const int64_t n = f_all.size(0), slab = 1024;
+  for (int64_t p0 = 0; p0 < n; p0 += slab) {
+    const int64_t p1 = std::min(n, p0 + slab);
+    at::Tensor f = f_all.slice(0, p0, p1).to(at::kFloat);
+    f = f / at::linalg_vector_norm(f, 2, {-1}, true);
+    f = (f.to(at::kHalf).to(at::kFloat) * scale_half).to(at::kHalf).to(at::kFloat);
+    at::Tensor rows = out.slice(0, p0, p1);
+    at::mm_out(rows, f, tt);
+  }
+}
+
+}  // namespace
+
+at::Tensor LsegModel::head_logits(const at::Tensor& path1, const at::Tensor& text_features) const {
+  torch::NoGradGuard no_grad;
+  const int64_t B = path1.size(0), C = w_->head_w.size(0), h = path1.size(2), w = path1.size(3);
+  if (text_features.dim() != 2 || text_features.size(1) != C)
+    throw Error("LSeg logits need text features [K, " + std::to_string(C) + "]");
+  const at::Tensor tt = normalized_text_t(text_features);
+  const int64_t K = tt.size(1);
+  // head1 (a 1×1 convolution) runs on a channels-last slab so that its output
+  // is already pixel-major [pixels, C] for the logits: no permute copy. It stays
+  // a oneDNN convolution rather than an addmm, which would go to OpenBLAS in
+  // float32 (its own threads next to OpenMP's: 2–3× slower and erratic,
+  // measured). Slabs of ~8192 pixels keep the C-channel map (118 MB at
+  // 480×480) from ever being whole in memory.
+  at::Tensor out = at::empty({B, h, w, K}, at::kFloat);  // pixel-major logits
+  const int64_t rows = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, w));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t r0 = 0; r0 < h; r0 += rows) {
+      const int64_t r1 = std::min(h, r0 + rows);
+      const at::Tensor slab = path1.slice(0, b, b + 1).slice(2, r0, r1).contiguous(at::MemoryFormat::ChannelsLast);
+      const at::Tensor features = at::conv2d(slab, w_->head_w, w_->head_b);  // [1, C, rows, w], channels-last
+      pixel_logits(features.permute({0, 2, 3, 1}).reshape({-1, C}), tt, out[b].slice(0, r0, r1).view({-1, K}));
+    }
+  return lseg_upsample_logits(out.permute({0, 3, 1, 2}).contiguous());
 }
 
 at::Tensor lseg_logits_lowres(const at::Tensor& image_features, const at::Tensor& text_features) {
@@ -331,30 +381,10 @@ at::Tensor lseg_logits_lowres(const at::Tensor& image_features, const at::Tensor
     throw Error("LSeg logits need image features [B, C, h, w] and text features [K, C] of the same C");
   const int64_t B = image_features.size(0), C = image_features.size(1), h = image_features.size(2),
                 w = image_features.size(3);
-  // Pixel-major, both sides divided by their norm without epsilon (lseg-spec §6, §10 item 11);
-  // torch 1.13's `x.norm(dim=-1)` is linalg.vector_norm(x, 2).
-  const at::Tensor f_all = image_features.to(at::kFloat).permute({0, 2, 3, 1}).reshape({-1, C});
-  at::Tensor t = text_features.to(at::kFloat);
-  t = t / at::linalg_vector_norm(t, 2, {-1}, true);
-  const at::Tensor tt = t.t();
-  // The fp16 step (lseg-spec §6): `logit_scale * f.half()` rounds f to fp16,
-  // casts the scale to fp16 (14.2890625) and rounds the product to fp16. The
-  // product of two fp16 values is exact in float32, so one rounding after the
-  // float multiply is the fp16 multiply. The GEMM is float32, as on the CPU.
-  const float scale_half = static_cast<float>(c10::Half(kLsegLogitScale));
-  // Every step is per pixel, so pixels go in slabs: at 480×480 the whole map
-  // is 118 MB per temporary, and six such temporaries per forward cost more in
-  // page faults than in arithmetic.
-  const int64_t n = f_all.size(0), K = t.size(0), slab = 8192;
-  at::Tensor logits = at::empty({n, K}, at::kFloat);
-  for (int64_t p0 = 0; p0 < n; p0 += slab) {
-    const int64_t p1 = std::min(n, p0 + slab);
-    at::Tensor f = f_all.slice(0, p0, p1);
-    f = f / at::linalg_vector_norm(f, 2, {-1}, true);
-    f = (f.to(at::kHalf).to(at::kFloat) * scale_half).to(at::kHalf).to(at::kFloat);
-    logits.slice(0, p0, p1).copy_(at::matmul(f, tt));
-  }
-  return logits.view({B, h, w, K}).permute({0, 3, 1, 2}).contiguous();
+  const at::Tensor tt = normalized_text_t(text_features);
+  at::Tensor logits = at::empty({B * h * w, tt.size(1)}, at::kFloat);
+  pixel_logits(image_features.permute({0, 2, 3, 1}).reshape({-1, C}), tt, logits);
+  return logits.view({B, h, w, -1}).permute({0, 3, 1, 2}).contiguous();
 }
 
 at::Tensor lseg_upsample_logits(const at::Tensor& logits_lowres) {

@@ -78,6 +78,11 @@ class LsegModel {
   // The network's output: logits [B, K, H, W] for text features [K, C]
   // (encode_text's, not normalised).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& text_features) const;
+  // forward's last part, from fuse's p1 [B, F, H/2, W/2]: head1, the logits
+  // (lseg_logits_lowres's arithmetic) and ×2, in slabs of rows — equal to
+  // lseg_upsample_logits(lseg_logits_lowres(head(p1), text)) up to float32
+  // summation order, without the whole C-channel map in memory.
+  at::Tensor head_logits(const at::Tensor& path1, const at::Tensor& text_features) const;
 
  private:
   struct Weights;
