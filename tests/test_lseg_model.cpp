@@ -367,7 +367,7 @@ TEST(LsegParity, LogitsFromTheOfficialFeatures) {
 }
 
 TEST(LsegParity, HeadLogitsFromTheOfficialPath1) {
-  // forward's fused tail (head1 as a pixel-major GEMM, the logits in slabs,
+  // forward's tail (head1 on channels-last slabs, the logits in pixel slabs,
   // ×2) from the official path1: the fixture's logits at the whole-model bound.
   const at::Tensor text = tiny().encode_text(npy("tokens_a.npy"));
   expect_close(tiny().head_logits(npy_f("ss_path1_" + kStem + ".npy"), text), npy_f("ss_logits_" + kStem + "_a.npy"),

@@ -369,7 +369,7 @@ at::Tensor LsegModel::head_logits(const at::Tensor& path1, const at::Tensor& tex
     for (int64_t r0 = 0; r0 < h; r0 += rows) {
       const int64_t r1 = std::min(h, r0 + rows);
       const at::Tensor slab = path1.slice(0, b, b + 1).slice(2, r0, r1).contiguous(at::MemoryFormat::ChannelsLast);
-      const at::Tensor features = at::conv2d(slab, w_->head_w, w_->head_b);  // [1, C, rows, w], channels-last
+      const at::Tensor features = head(slab);  // [1, C, rows, w], channels-last
       pixel_logits(features.permute({0, 2, 3, 1}).reshape({-1, C}), tt, out[b].slice(0, r0, r1).view({-1, K}));
     }
   return lseg_upsample_logits(out.permute({0, 3, 1, 2}).contiguous());
